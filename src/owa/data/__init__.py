@@ -1,0 +1,97 @@
+"""owa-data: desktop recordings (OWAMcap + video) to training-ready data for VLA models.
+
+Pipeline: recordings → Event Dataset (:mod:`owa.data.events`) → optional Binned Dataset
+(:mod:`owa.data.binning`) → encoded text (:mod:`owa.data.encoders`, :mod:`owa.data.transforms`) →
+token ids (:mod:`owa.data.episode_tokenizer`) → packed samples (:mod:`owa.data.fsl_dataset`).
+
+Heavy pieces are imported lazily, so ``import owa.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from owa.data.errors import (
+    CorruptRecordingError,
+    DatasetError,
+    EncodingError,
+    FrameDecodeError,
+    FrameOutOfRangeError,
+    MediaError,
+    MessageValidationError,
+    OWADataError,
+    OutputExistsError,
+    PackingError,
+    RecordingError,
+    TokenizerNotPreparedError,
+    UnsafeMediaURIError,
+    VideoNotFoundError,
+)
+from owa.data.messages import (
+    KeyboardEvent,
+    KeyboardState,
+    McapMessage,
+    MediaPolicy,
+    MediaRef,
+    MouseEvent,
+    MouseState,
+    RawMouseEvent,
+    ScreenCaptured,
+    WindowInfo,
+)
+
+# The library is silent unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first access.
+_LAZY = {
+    "OWAMcapReader": "owa.data.recordings.reader",
+    "read_messages": "owa.data.recordings.reader",
+    "OWAMcapWriter": "owa.data.recordings.writer",
+    "create_encoder": "owa.data.encoders",
+    "create_event_dataset_transform": "owa.data.transforms",
+    "create_binned_dataset_transform": "owa.data.transforms",
+    "build_event_dataset": "owa.data.events",
+    "build_binned_dataset": "owa.data.binning",
+}
+
+__all__ = [
+    "CorruptRecordingError",
+    "DatasetError",
+    "EncodingError",
+    "FrameDecodeError",
+    "FrameOutOfRangeError",
+    "KeyboardEvent",
+    "KeyboardState",
+    "McapMessage",
+    "MediaError",
+    "MediaPolicy",
+    "MediaRef",
+    "MessageValidationError",
+    "MouseEvent",
+    "MouseState",
+    "OWADataError",
+    "OutputExistsError",
+    "PackingError",
+    "RawMouseEvent",
+    "RecordingError",
+    "ScreenCaptured",
+    "TokenizerNotPreparedError",
+    "UnsafeMediaURIError",
+    "VideoNotFoundError",
+    "WindowInfo",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'owa.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,32 @@
+"""The ``owa-data`` command. Argument parsing, logging set-up and progress bars live only in this package.
+
+Each subcommand lives in its own module and registers itself on :data:`app` when imported below.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="owa-data",
+    help="Turn desktop recordings (OWAMcap + video) into training-ready datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main() -> None:
+    app()
+
+
+# Subcommand modules: each defines its command(s) on `app`. Keep one import per line.

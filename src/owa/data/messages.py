@@ -1,0 +1,392 @@
+"""Typed OWAMcap messages, the :class:`McapMessage` envelope and the media URI policy.
+
+Payloads are UTF-8 JSON in every recorder version. :mod:`owa.data.recordings.versions` rewrites old
+forms to the current field names before anything here sees them, so these models only describe the
+current form.
+
+The JSON layout of :class:`McapMessage` is the one upstream ``mcap_owa`` uses, with the payload kept as
+a JSON *string*::
+
+    {"topic": "keyboard", "timestamp": 1700000000000000000,
+     "message": "{\\"event_type\\":\\"press\\",\\"vk\\":65}", "message_type": "desktop/KeyboardEvent"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import unquote, urlparse
+
+import orjson
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+
+from owa.data.errors import MessageValidationError, UnsafeMediaURIError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+__all__ = [
+    "MESSAGE_TYPES",
+    "DEFAULT_MEDIA_POLICY",
+    "KeyboardEvent",
+    "KeyboardState",
+    "McapMessage",
+    "MediaPolicy",
+    "MediaRef",
+    "MouseEvent",
+    "MouseState",
+    "OWAMessage",
+    "RawMouseEvent",
+    "ResolvedMedia",
+    "ScreenCaptured",
+    "WindowInfo",
+    "decode_payload",
+    "dump_mcap_message_json",
+]
+
+
+class OWAMessage(BaseModel):
+    """Base of the typed payloads. ``message_type`` is the current schema name."""
+
+    model_config = ConfigDict(extra="forbid")
+    message_type: ClassVar[str]
+
+
+class KeyboardEvent(OWAMessage):
+    """A key press or release. ``vk`` is a Windows virtual-key code."""
+
+    message_type: ClassVar[str] = "desktop/KeyboardEvent"
+    event_type: Literal["press", "release"]
+    vk: int
+    timestamp: int | None = None
+
+
+MouseButton = Literal["unknown", "left", "middle", "right", "x1", "x2"]
+
+
+class MouseEvent(OWAMessage):
+    """A mouse move, click or scroll. ``x``/``y`` are screen pixels and may be off the primary screen."""
+
+    message_type: ClassVar[str] = "desktop/MouseEvent"
+    event_type: Literal["move", "click", "scroll"]
+    x: int
+    y: int
+    button: MouseButton | None = None
+    pressed: bool | None = None
+    dx: int | None = None
+    dy: int | None = None
+    timestamp: int | None = None
+
+
+class RawMouseEvent(OWAMessage):
+    """A raw (HID) mouse report: relative motion ``last_x``/``last_y`` and button flags."""
+
+    message_type: ClassVar[str] = "desktop/RawMouseEvent"
+    last_x: int
+    last_y: int
+    us_flags: int = 0
+    button_flags: int = 0
+    button_data: int = 0
+    device_handle: int | None = None
+    timestamp: int | None = None
+
+
+class WindowInfo(OWAMessage):
+    """The active window: ``rect`` is ``[left, top, right, bottom]`` in screen pixels."""
+
+    message_type: ClassVar[str] = "desktop/WindowInfo"
+    title: str
+    rect: tuple[int, int, int, int]
+    hWnd: int  # noqa: N815 - the recorder's field name
+
+
+class KeyboardState(OWAMessage):
+    """The set of virtual-key codes held down."""
+
+    message_type: ClassVar[str] = "desktop/KeyboardState"
+    buttons: set[int]
+
+
+class MouseState(OWAMessage):
+    """Pointer position and the buttons held down."""
+
+    message_type: ClassVar[str] = "desktop/MouseState"
+    x: int
+    y: int
+    buttons: set[MouseButton]
+
+
+# --------------------------------------------------------------------------------------------------
+# Media references and the URI policy
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaPolicy:
+    """Which media URIs may be opened.
+
+    By default only relative paths that stay inside the recording's folder are allowed. Absolute
+    paths (and ``file://``), remote ``http(s)://`` URLs and inline ``data:`` URIs need an explicit
+    opt-in; ``data:`` payloads are capped at ``max_data_uri_bytes`` decoded bytes.
+    """
+
+    allow_absolute: bool = False
+    allow_remote: bool = False
+    allow_data: bool = False
+    max_data_uri_bytes: int = 16 * 1024 * 1024
+
+    def resolve(self, uri: str, base_dir: str | os.PathLike[str] | None) -> ResolvedMedia:
+        """Resolve ``uri`` against ``base_dir`` (the recording's folder; the current directory if None).
+
+        Raises:
+            UnsafeMediaURIError: the URI is not allowed by this policy, or is malformed.
+        """
+        if not uri:
+            raise UnsafeMediaURIError("Empty media URI")
+        if uri.startswith("data:"):
+            if not self.allow_data:
+                raise UnsafeMediaURIError(
+                    "data: media URIs are disabled; pass MediaPolicy(allow_data=True) to allow them", uri=uri[:64]
+                )
+            return ResolvedMedia(kind="data", location=uri, data=self._decode_data_uri(uri))
+        parsed = urlparse(uri)
+        if parsed.scheme in ("http", "https"):
+            if not self.allow_remote:
+                raise UnsafeMediaURIError(
+                    "Remote media URIs are disabled; pass MediaPolicy(allow_remote=True) to allow them", uri=uri
+                )
+            return ResolvedMedia(kind="remote", location=uri)
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path))
+            if not self.allow_absolute:
+                raise UnsafeMediaURIError(
+                    "file:// media URIs are disabled; pass MediaPolicy(allow_absolute=True) to allow them", uri=uri
+                )
+            return ResolvedMedia(kind="file", location=str(path))
+        if len(parsed.scheme) > 1:  # one letter is a Windows drive such as C:
+            raise UnsafeMediaURIError(
+                f"Unsupported media URI scheme {parsed.scheme!r}. Supported: relative paths, file://, http(s)://, data:",
+                uri=uri,
+            )
+        path = Path(uri)
+        if path.is_absolute() or len(parsed.scheme) == 1:
+            if not self.allow_absolute:
+                raise UnsafeMediaURIError(
+                    "Absolute media paths are disabled; pass MediaPolicy(allow_absolute=True) to allow them", uri=uri
+                )
+            return ResolvedMedia(kind="file", location=str(path))
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        resolved = os.path.normpath(base / path)
+        base_norm = os.path.normpath(base)
+        if os.path.commonpath([resolved, base_norm]) != base_norm:
+            raise UnsafeMediaURIError(
+                "Relative media URI escapes the recording's folder; pass MediaPolicy(allow_absolute=True) to allow it",
+                uri=uri,
+                base_dir=str(base),
+            )
+        return ResolvedMedia(kind="file", location=resolved)
+
+    def _decode_data_uri(self, uri: str) -> bytes:
+        header, sep, payload = uri.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise UnsafeMediaURIError("Only base64 data: URIs are supported (data:<mime>;base64,<payload>)")
+        if len(payload) * 3 // 4 > self.max_data_uri_bytes:
+            raise UnsafeMediaURIError(
+                f"data: URI of about {len(payload) * 3 // 4} bytes exceeds the limit of {self.max_data_uri_bytes} bytes"
+            )
+        try:
+            return base64.b64decode(payload, validate=True)
+        except binascii.Error as e:
+            raise UnsafeMediaURIError(f"Malformed base64 in data: URI: {e}") from e
+
+
+DEFAULT_MEDIA_POLICY = MediaPolicy()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResolvedMedia:
+    """A media location that passed the policy: a local file path, a remote URL or inline bytes."""
+
+    kind: Literal["file", "remote", "data"]
+    location: str
+    data: bytes | None = None
+
+
+class MediaRef(BaseModel):
+    """Where a frame lives: ``uri`` of a video (or image) and ``pts_ns`` on the video's own timeline.
+
+    No ``pts_ns`` means ``uri`` is a still image.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    uri: str
+    pts_ns: int | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.pts_ns is not None
+
+
+class ScreenCaptured(OWAMessage):
+    """A captured screen frame, usually a reference into the recording's video.
+
+    ``shape`` and ``source_shape`` are ``(width, height)``. Relative ``media_ref.uri`` resolves against
+    the recording's folder, which readers and transforms attach with :meth:`with_base_dir`.
+    """
+
+    message_type: ClassVar[str] = "desktop/ScreenCaptured"
+    utc_ns: int | None = None
+    source_shape: tuple[int, int] | None = None
+    shape: tuple[int, int] | None = None
+    media_ref: MediaRef | None = None
+
+    _base_dir: str | None = PrivateAttr(default=None)
+
+    def with_base_dir(self, base_dir: str | os.PathLike[str] | None) -> ScreenCaptured:
+        """Return a copy whose relative URI resolves against ``base_dir``."""
+        copy = self.model_copy()
+        copy._base_dir = None if base_dir is None else os.fspath(base_dir)
+        return copy
+
+    @property
+    def base_dir(self) -> str | None:
+        return self._base_dir
+
+    def resolve_media(self, policy: MediaPolicy = DEFAULT_MEDIA_POLICY) -> ResolvedMedia:
+        """Apply ``policy`` to ``media_ref.uri``.
+
+        Raises:
+            MessageValidationError: the message has no ``media_ref``.
+            UnsafeMediaURIError: the URI is not allowed.
+        """
+        if self.media_ref is None:
+            raise MessageValidationError("ScreenCaptured has no media_ref to decode")
+        return policy.resolve(self.media_ref.uri, self._base_dir)
+
+    def to_rgb_array(self, policy: MediaPolicy = DEFAULT_MEDIA_POLICY) -> np.ndarray:
+        """Decode the frame played at ``media_ref.pts_ns`` as an ``(height, width, 3)`` uint8 array.
+
+        Raises:
+            VideoNotFoundError: the video is missing (names the video and ``pts_ns``).
+            FrameDecodeError, FrameOutOfRangeError, UnsafeMediaURIError.
+        """
+        from owa.data.frames import decode_screen
+
+        return decode_screen(self, policy=policy)
+
+    def to_pil_image(self, policy: MediaPolicy = DEFAULT_MEDIA_POLICY) -> Image.Image:
+        """Like :meth:`to_rgb_array`, as a ``PIL.Image`` in RGB mode."""
+        from PIL import Image
+
+        return Image.fromarray(self.to_rgb_array(policy=policy), mode="RGB")
+
+
+MESSAGE_TYPES: dict[str, type[OWAMessage]] = {
+    cls.message_type: cls
+    for cls in (KeyboardEvent, MouseEvent, RawMouseEvent, WindowInfo, KeyboardState, MouseState, ScreenCaptured)
+}
+
+
+def decode_payload(
+    message_type: str,
+    data: bytes | str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    topic: str | None = None,
+    timestamp_ns: int | None = None,
+) -> OWAMessage:
+    """Validate a current-form JSON payload into its typed model.
+
+    Raises:
+        MessageValidationError: unknown ``message_type`` or a payload that does not fit it; the error
+            names the file, topic and timestamp when given.
+    """
+    cls = MESSAGE_TYPES.get(message_type)
+    if cls is None:
+        raise MessageValidationError(
+            f"Unknown message type {message_type!r}. Supported: {', '.join(sorted(MESSAGE_TYPES))}",
+            path=path,
+            topic=topic,
+            timestamp_ns=timestamp_ns,
+        )
+    try:
+        return cls.model_validate_json(data)
+    except ValidationError as e:
+        raise MessageValidationError(
+            f"Invalid {message_type} payload: {e.errors(include_url=False)}",
+            path=path,
+            topic=topic,
+            timestamp_ns=timestamp_ns,
+        ) from e
+
+
+# --------------------------------------------------------------------------------------------------
+# The McapMessage envelope
+# --------------------------------------------------------------------------------------------------
+
+
+class McapMessage(BaseModel):
+    """One message of a recording: ``topic``, ``timestamp`` (ns), raw JSON ``message`` bytes, ``message_type``.
+
+    ``model_dump_json()`` and ``model_validate_json()`` use upstream ``mcap_owa``'s layout, where
+    ``message`` is the payload JSON as a string. The Event Dataset stores exactly these bytes in its
+    ``mcap_message`` column.
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="utf8", val_json_bytes="utf8")
+
+    topic: str
+    timestamp: int
+    message: bytes
+    message_type: str
+
+    _source_path: str | None = PrivateAttr(default=None)
+
+    def with_source(self, path: str | os.PathLike[str] | None) -> McapMessage:
+        """Attach the recording path (not serialized); relative media resolves against its folder."""
+        self._source_path = None if path is None else os.fspath(path)
+        return self
+
+    @property
+    def source_path(self) -> str | None:
+        return self._source_path
+
+    @property
+    def decoded(self) -> OWAMessage:
+        """The payload as its typed model (:class:`KeyboardEvent`, :class:`ScreenCaptured`, ...).
+
+        Raises:
+            MessageValidationError: unknown type or invalid payload, naming topic and timestamp.
+        """
+        decoded = decode_payload(
+            self.message_type, self.message, path=self._source_path, topic=self.topic, timestamp_ns=self.timestamp
+        )
+        if isinstance(decoded, ScreenCaptured) and self._source_path is not None:
+            decoded._base_dir = os.path.dirname(os.path.abspath(self._source_path))
+        return decoded
+
+    def payload(self) -> dict[str, Any]:
+        """The payload as a plain dict (fast, no validation)."""
+        return orjson.loads(self.message)
+
+    def __repr__(self) -> str:
+        shown = self.message if len(self.message) <= 48 else self.message[:48] + b"..."
+        return (
+            f"McapMessage(topic={self.topic!r}, timestamp={self.timestamp}, "
+            f"message_type={self.message_type!r}, message={shown!r})"
+        )
+
+
+def dump_mcap_message_json(topic: str, timestamp_ns: int, message_type: str, payload: bytes) -> bytes:
+    """Fast path for ``McapMessage(...).model_dump_json().encode()``, byte-for-byte identical.
+
+    Used by the stage-1 hot loop, where building a pydantic model per message would dominate.
+    """
+    return orjson.dumps(
+        {"topic": topic, "timestamp": timestamp_ns, "message": payload.decode("utf-8"), "message_type": message_type}
+    )

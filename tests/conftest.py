@@ -1,0 +1,18 @@
+"""Shared fixtures: the real recordings in ../shared/recordings and temp folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECORDINGS_DIR = REPO_ROOT.parent / "shared" / "recordings"
+VERSIONED_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1"]
+
+
+@pytest.fixture(scope="session")
+def recordings_dir() -> Path:
+    if not RECORDINGS_DIR.is_dir():
+        pytest.fail(f"Real recordings not found at {RECORDINGS_DIR}; the tests expect ../shared/recordings")
+    return RECORDINGS_DIR
