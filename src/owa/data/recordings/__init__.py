@@ -1,0 +1,1 @@
+"""OWAMcap in and out: the version-normalizing reader, the writer and the seeded sample generator."""
