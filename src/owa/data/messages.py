@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
-    "MESSAGE_TYPES",
     "DEFAULT_MEDIA_POLICY",
+    "MESSAGE_TYPES",
     "KeyboardEvent",
     "KeyboardState",
     "McapMessage",
@@ -102,7 +102,7 @@ class WindowInfo(OWAMessage):
     message_type: ClassVar[str] = "desktop/WindowInfo"
     title: str
     rect: tuple[int, int, int, int]
-    hWnd: int  # noqa: N815 - the recorder's field name
+    hWnd: int
 
 
 class KeyboardState(OWAMessage):
@@ -170,7 +170,8 @@ class MediaPolicy:
             return ResolvedMedia(kind="file", location=str(path))
         if len(parsed.scheme) > 1:  # one letter is a Windows drive such as C:
             raise UnsafeMediaURIError(
-                f"Unsupported media URI scheme {parsed.scheme!r}. Supported: relative paths, file://, http(s)://, data:",
+                f"Unsupported media URI scheme {parsed.scheme!r}. "
+                "Supported: relative paths, file://, http(s)://, data:",
                 uri=uri,
             )
         path = Path(uri)
