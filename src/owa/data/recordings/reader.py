@@ -103,7 +103,7 @@ class OWAMcapReader:
         on_damage: ``"raise"`` (default) raises :class:`CorruptRecordingError` where the damage is, after
             yielding every message before it; ``"salvage"`` stops (or skips a corrupt indexed chunk),
             logs a warning and records the damage in :attr:`report`.
-        validate_crcs: check chunk CRCs (slower; off by default like ``mcap``).
+        validate_crcs: check chunk CRCs (cheap next to decompression, so on by default).
 
     Raises:
         RecordingError: the file cannot be opened or is not an MCAP file.
@@ -114,7 +114,7 @@ class OWAMcapReader:
         path: str | os.PathLike[str],
         *,
         on_damage: Literal["raise", "salvage"] = "raise",
-        validate_crcs: bool = False,
+        validate_crcs: bool = True,
     ) -> None:
         if on_damage not in ("raise", "salvage"):
             raise ValueError(f"Invalid on_damage ({on_damage!r}). Supported values are 'raise', 'salvage'.")

@@ -1,0 +1,284 @@
+"""The OWAMcap reader: real recordings of every recorder version, legacy forms, filters and damage."""
+
+from __future__ import annotations
+
+import collections
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+from mcap.reader import make_reader
+from mcap.writer import CompressionType, Writer
+
+from owa.data.errors import CorruptRecordingError, MessageValidationError, RecordingError
+from owa.data.recordings.reader import OWAMcapReader, RecordedMessage, read_messages
+
+ALL_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1", "ztype-no-video"]
+
+
+def bare_messages(path: Path) -> list[tuple[str, str, int, bytes]]:
+    with open(path, "rb") as f:
+        return [(ch.topic, s.name, m.log_time, m.data) for s, ch, m in make_reader(f).iter_messages()]
+
+
+def write_mcap(
+    path: Path,
+    messages: list[tuple[str, str, int, bytes]],
+    *,
+    chunk_size: int = 1024 * 1024,
+    compression: CompressionType = CompressionType.ZSTD,
+) -> Path:
+    """Write (topic, schema_name, log_time, payload) with the real mcap writer, in the given order."""
+    with open(path, "wb") as f:
+        writer = Writer(f, chunk_size=chunk_size, compression=compression)
+        writer.start(profile="owa", library="test")
+        schema_ids: dict[str, int] = {}
+        channel_ids: dict[tuple[str, str], int] = {}
+        for topic, schema_name, log_time, payload in messages:
+            if schema_name not in schema_ids:
+                schema_ids[schema_name] = writer.register_schema(schema_name, "jsonschema", b"{}")
+            if (topic, schema_name) not in channel_ids:
+                channel_ids[(topic, schema_name)] = writer.register_channel(topic, "json", schema_ids[schema_name])
+            writer.add_message(channel_ids[(topic, schema_name)], log_time, payload, log_time)
+        writer.finish()
+    return path
+
+
+@pytest.mark.parametrize("name", ALL_RECORDINGS)
+def test_topic_counts_match_mcap(recordings_dir: Path, name: str) -> None:
+    path = recordings_dir / f"{name}.mcap"
+    expected = collections.Counter(topic for topic, *_ in bare_messages(path))
+    with OWAMcapReader(path) as reader:
+        messages = list(reader.iter_messages())
+        assert reader.report.messages_read == len(messages)
+        assert not reader.report.damaged
+        assert reader.topic_counts() == dict(expected)
+    assert collections.Counter(m.topic for m in messages) == expected
+    assert [m.timestamp_ns for m in messages] == sorted(m.timestamp_ns for m in messages)
+
+
+@pytest.mark.parametrize("name", ALL_RECORDINGS)
+def test_every_version_is_normalized(recordings_dir: Path, name: str) -> None:
+    messages = list(read_messages(recordings_dir / f"{name}.mcap"))
+    assert {m.message_type for m in messages} <= {
+        "desktop/ScreenCaptured",
+        "desktop/KeyboardEvent",
+        "desktop/MouseEvent",
+        "desktop/WindowInfo",
+        "desktop/KeyboardState",
+        "desktop/MouseState",
+    }
+    screens = [orjson.loads(m.data) for m in messages if m.topic == "screen"]
+    assert screens
+    for screen in screens:
+        assert set(screen["media_ref"]) == {"uri", "pts_ns"}
+        assert screen["media_ref"]["uri"].endswith(".mkv")
+        assert not {"path", "pts", "original_shape"} & screen.keys()
+    # every payload still validates as its typed model
+    for message in messages:
+        message.to_mcap_message().decoded  # noqa: B018 - raises on an invalid payload
+
+
+def test_legacy_screen_fields_are_mapped(recordings_dir: Path) -> None:
+    raw = [d for t, _, _, d in bare_messages(recordings_dir / "0.4.2.mcap") if t == "screen"]
+    ours = [m.data for m in read_messages(recordings_dir / "0.4.2.mcap", "screen")]
+    for before, after in zip(raw, ours, strict=True):
+        old, new = orjson.loads(before), orjson.loads(after)
+        assert new == {
+            "utc_ns": old["utc_ns"],
+            "source_shape": old["original_shape"],
+            "shape": old["shape"],
+            "media_ref": {"uri": old["path"], "pts_ns": old["pts"]},
+        }
+
+
+def test_current_payloads_pass_through_byte_for_byte(recordings_dir: Path) -> None:
+    path = recordings_dir / "0.5.1.mcap"
+    raw = bare_messages(path)
+    ours = list(read_messages(path))
+    assert [(t, ts, d) for t, _, ts, d in raw] == [(m.topic, m.timestamp_ns, m.data) for m in ours]
+
+
+def test_topic_and_time_filters(recordings_dir: Path) -> None:
+    path = recordings_dir / "0.4.2.mcap"
+    everything = list(read_messages(path))
+    start = everything[len(everything) // 3].timestamp_ns
+    end = everything[2 * len(everything) // 3].timestamp_ns
+    filtered = list(read_messages(path, ["keyboard", "screen"], start_time_ns=start, end_time_ns=end))
+    expected = [m for m in everything if m.topic in ("keyboard", "screen") and start <= m.timestamp_ns < end]
+    assert filtered == expected
+    assert list(read_messages(path, "keyboard")) == [m for m in everything if m.topic == "keyboard"]
+
+
+def test_legacy_names_and_payloads_from_old_recorders(tmp_path: Path) -> None:
+    path = write_mcap(
+        tmp_path / "legacy.mcap",
+        [
+            ("keyboard/state", "owa_env_desktop.msg.KeyboardState", 1, b'{"pressed_vk_list":[65,16]}'),
+            ("screen", "owa_env_gst.msg.ScreenEmitted", 2, b'{"path":"v.mkv","pts":5,"utc_ns":7}'),
+            ("keyboard", "owa_env_desktop.msg.KeyboardEvent", 3, b'{"event_type":"press","vk":65}'),
+            (
+                "screen",
+                "desktop/ScreenCaptured",
+                4,
+                b'{"media_ref":{"type":"external_video","path":"v.mkv","pts_ns":9}}',
+            ),
+            ("screen", "desktop/ScreenCaptured", 5, b'{"media_ref":{"type":"external_image","path":"a.png"}}'),
+            ("screen", "desktop/ScreenCaptured", 6, b'{"media_ref":{"type":"embedded","format":"png","data":"QUJD"}}'),
+            (
+                "mouse/raw",
+                "desktop/RawMouseEvent",
+                7,
+                b'{"dx":3,"dy":-2,"us_flags":0,"button_flags":0,"button_data":0}',
+            ),
+            ("custom", "my/Thing", 8, b'{"anything": true}'),
+        ],
+    )
+    messages = list(read_messages(path))
+    assert [(m.message_type, orjson.loads(m.data)) for m in messages] == [
+        ("desktop/KeyboardState", {"buttons": [65, 16]}),
+        ("desktop/ScreenCaptured", {"utc_ns": 7, "media_ref": {"uri": "v.mkv", "pts_ns": 5}}),
+        ("desktop/KeyboardEvent", {"event_type": "press", "vk": 65}),
+        ("desktop/ScreenCaptured", {"media_ref": {"uri": "v.mkv", "pts_ns": 9}}),
+        ("desktop/ScreenCaptured", {"media_ref": {"uri": "a.png"}}),
+        ("desktop/ScreenCaptured", {"media_ref": {"uri": "data:image/png;base64,QUJD"}}),
+        (
+            "desktop/RawMouseEvent",
+            {"last_x": 3, "last_y": -2, "us_flags": 0, "button_flags": 0, "button_data": 0},
+        ),
+        ("my/Thing", {"anything": True}),
+    ]
+
+
+def test_out_of_order_and_overlapping_chunks_come_out_sorted(tmp_path: Path) -> None:
+    times = [50, 10, 40, 20, 30, 25, 5, 60, 55, 1]
+    messages = [
+        ("keyboard", "desktop/KeyboardEvent", t, b'{"event_type":"press","vk":%d}' % i) for i, t in enumerate(times)
+    ]
+    path = write_mcap(tmp_path / "unordered.mcap", messages, chunk_size=64)
+    got = list(read_messages(path))
+    assert [m.timestamp_ns for m in got] == sorted(times)
+    assert collections.Counter(m.data for m in got) == collections.Counter(d for *_, d in messages)
+
+
+def _multi_chunk_copy(recordings_dir: Path, tmp_path: Path) -> tuple[Path, list[RecordedMessage]]:
+    source = recordings_dir / "0.5.1.mcap"
+    path = write_mcap(tmp_path / "multi.mcap", bare_messages(source), chunk_size=2048)
+    with open(path, "rb") as f:
+        summary = make_reader(f).get_summary()
+        assert summary is not None and len(summary.chunk_indexes) > 5
+    return path, list(read_messages(path))
+
+
+def test_truncated_recording_yields_messages_before_the_cut_then_raises(recordings_dir: Path, tmp_path: Path) -> None:
+    path, full = _multi_chunk_copy(recordings_dir, tmp_path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: len(data) // 2])
+
+    got: list[RecordedMessage] = []
+    with pytest.raises(CorruptRecordingError) as info:
+        got.extend(read_messages(cut))
+    assert 0 < len(got) < len(full)
+    assert got == full[: len(got)]
+    assert info.value.path == str(cut)
+    assert 0 < info.value.offset <= len(data) // 2
+    assert info.value.messages_read == len(got)
+    assert "cut.mcap" in str(info.value) and "offset=" in str(info.value)
+
+    with OWAMcapReader(cut, on_damage="salvage") as reader:
+        salvaged = list(reader.iter_messages())
+        assert salvaged == got
+        assert reader.report.damaged and not reader.report.had_summary
+        assert reader.report.offset == info.value.offset
+        assert reader.report.messages_read == len(got)
+
+
+def test_corrupt_chunk_is_reported_with_offset_or_skipped(recordings_dir: Path, tmp_path: Path) -> None:
+    path, full = _multi_chunk_copy(recordings_dir, tmp_path)
+    with open(path, "rb") as f:
+        chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    victim = chunks[len(chunks) // 2]
+    data = bytearray(path.read_bytes())
+    middle = victim.chunk_start_offset + victim.chunk_length // 2
+    data[middle : middle + 16] = b"\xff" * 16
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptRecordingError) as info:
+        list(read_messages(bad))
+    assert info.value.offset == victim.chunk_start_offset
+
+    with OWAMcapReader(bad, on_damage="salvage") as reader:
+        salvaged = list(reader.iter_messages())
+        assert reader.report.chunks_skipped == 1
+    lost = [m for m in full if victim.message_start_time <= m.timestamp_ns <= victim.message_end_time]
+    assert 0 < len(full) - len(salvaged) <= len(lost)
+    assert all(m in full for m in salvaged)
+
+
+def test_bad_payload_names_file_topic_and_timestamp(tmp_path: Path) -> None:
+    path = write_mcap(
+        tmp_path / "badjson.mcap",
+        [
+            ("keyboard", "desktop/KeyboardEvent", 1, b'{"event_type":"press","vk":1}'),
+            ("screen", "desktop/ScreenCaptured", 2, b"{not json"),
+            ("keyboard", "desktop/KeyboardEvent", 3, b'{"event_type":"release","vk":1}'),
+        ],
+    )
+    with pytest.raises(MessageValidationError) as info:
+        list(read_messages(path))
+    assert (info.value.path, info.value.topic, info.value.timestamp_ns) == (str(path), "screen", 2)
+    with OWAMcapReader(path, on_damage="salvage") as reader:
+        assert [m.timestamp_ns for m in reader.iter_messages()] == [1, 3]
+        assert reader.report.bad_messages == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not an mcap file at all", b"\x89MCAP0\r\n"])
+def test_not_a_recording(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk.mcap"
+    path.write_bytes(content)
+    with pytest.raises(RecordingError, match="junk.mcap"):
+        OWAMcapReader(path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(RecordingError, match="nope.mcap"):
+        OWAMcapReader("/definitely/not/here/nope.mcap")
+
+
+def test_lz4_and_uncompressed_chunks(recordings_dir: Path, tmp_path: Path) -> None:
+    source = bare_messages(recordings_dir / "0.4.2.mcap")
+    expected = list(read_messages(recordings_dir / "0.4.2.mcap"))
+    for compression in (CompressionType.LZ4, CompressionType.NONE):
+        path = write_mcap(tmp_path / f"{compression.name}.mcap", source, chunk_size=4096, compression=compression)
+        assert list(read_messages(path)) == expected
+
+
+def test_recording_without_summary_is_read_fully(recordings_dir: Path, tmp_path: Path) -> None:
+    path, full = _multi_chunk_copy(recordings_dir, tmp_path)
+    # Drop the summary section and footer, as a crashed recorder would, but keep every chunk whole.
+    data = path.read_bytes()
+    with open(path, "rb") as f:
+        last_chunk = max(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    crashed = tmp_path / "crashed.mcap"
+    crashed.write_bytes(data[: last_chunk.chunk_start_offset + last_chunk.chunk_length])
+    with OWAMcapReader(crashed, on_damage="salvage") as reader:
+        assert list(reader.iter_messages()) == full
+        assert not reader.report.had_summary
+
+
+def test_recorded_message_to_mcap_message_anchors_media(recordings_dir: Path) -> None:
+    path = recordings_dir / "0.5.1.mcap"
+    screen = next(read_messages(path, "screen")).to_mcap_message(path).decoded
+    assert screen.base_dir == str(recordings_dir.resolve())
+    assert screen.resolve_media().location == str(recordings_dir.resolve() / "0.5.1.mkv")
+
+
+def test_reader_does_not_modify_recordings(recordings_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.mcap"
+    shutil.copy(recordings_dir / "0.3.2.mcap", copy)
+    before = copy.read_bytes()
+    list(read_messages(copy))
+    assert copy.read_bytes() == before
