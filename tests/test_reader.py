@@ -112,6 +112,7 @@ def test_topic_and_time_filters(recordings_dir: Path) -> None:
 
 
 def test_legacy_names_and_payloads_from_old_recorders(tmp_path: Path) -> None:
+    screen, raw_mouse = "desktop/ScreenCaptured", "desktop/RawMouseEvent"
     path = write_mcap(
         tmp_path / "legacy.mcap",
         [
@@ -124,8 +125,8 @@ def test_legacy_names_and_payloads_from_old_recorders(tmp_path: Path) -> None:
                 4,
                 b'{"media_ref":{"type":"external_video","path":"v.mkv","pts_ns":9}}',
             ),
-            ("screen", "desktop/ScreenCaptured", 5, b'{"media_ref":{"type":"external_image","path":"a.png"}}'),
-            ("screen", "desktop/ScreenCaptured", 6, b'{"media_ref":{"type":"embedded","format":"png","data":"QUJD"}}'),
+            ("screen", screen, 5, b'{"media_ref":{"type":"external_image","path":"a.png"}}'),
+            ("screen", screen, 6, b'{"media_ref":{"type":"embedded","format":"png","data":"QUJD"}}'),
             (
                 "mouse/raw",
                 "desktop/RawMouseEvent",
@@ -239,12 +240,12 @@ def test_bad_payload_names_file_topic_and_timestamp(tmp_path: Path) -> None:
 def test_not_a_recording(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junk.mcap"
     path.write_bytes(content)
-    with pytest.raises(RecordingError, match="junk.mcap"):
+    with pytest.raises(RecordingError, match=r"junk\.mcap"):
         OWAMcapReader(path)
 
 
 def test_missing_file() -> None:
-    with pytest.raises(RecordingError, match="nope.mcap"):
+    with pytest.raises(RecordingError, match=r"nope\.mcap"):
         OWAMcapReader("/definitely/not/here/nope.mcap")
 
 
