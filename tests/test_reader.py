@@ -129,7 +129,7 @@ def test_legacy_names_and_payloads_from_old_recorders(tmp_path: Path) -> None:
             ("screen", screen, 6, b'{"media_ref":{"type":"embedded","format":"png","data":"QUJD"}}'),
             (
                 "mouse/raw",
-                "desktop/RawMouseEvent",
+                raw_mouse,
                 7,
                 b'{"dx":3,"dy":-2,"us_flags":0,"button_flags":0,"button_data":0}',
             ),
