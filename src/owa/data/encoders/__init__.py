@@ -1,0 +1,36 @@
+"""Event encoders: one keyboard, mouse or screen event ↔ text for a language model.
+
+>>> from owa.data.encoders import create_encoder
+>>> encoder = create_encoder("hierarchical", image_token="<image>")
+>>> text, images = encoder.encode(mcap_message)  # doctest: +SKIP
+
+Formats are plugins behind :class:`EventEncoder`: a new one is a module with a subclass decorated with
+:func:`register_encoder` and one import line below. ``docs/encoders.md`` describes the formats.
+"""
+
+from __future__ import annotations
+
+from owa.data.encoders.base import (
+    EncoderConfig,
+    EncoderStats,
+    EventEncoder,
+    available_encoders,
+    create_encoder,
+    register_encoder,
+)
+from owa.data.encoders.hierarchical import HierarchicalConfig, HierarchicalEncoder, unwrap_timestamps
+from owa.data.encoders.json import JsonConfig, JsonEncoder
+
+__all__ = [
+    "EncoderConfig",
+    "EncoderStats",
+    "EventEncoder",
+    "HierarchicalConfig",
+    "HierarchicalEncoder",
+    "JsonConfig",
+    "JsonEncoder",
+    "available_encoders",
+    "create_encoder",
+    "register_encoder",
+    "unwrap_timestamps",
+]
