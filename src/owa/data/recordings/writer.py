@@ -28,7 +28,7 @@ from mcap.writer import CompressionType, Writer
 
 from owa.data.messages import MESSAGE_TYPES, McapMessage, OWAMessage
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "Compression", "OWAMcapWriter", "default_library_string"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "Compression", "OWAMcapWriter", "default_library_string", "json_schema_bytes"]
 
 Compression = Literal["zstd", "lz4", "none"]
 _COMPRESSION_TYPES: dict[str, CompressionType] = {
@@ -119,7 +119,7 @@ class OWAMcapWriter:
         cls = type(message)
         schema_id = self._typed_schema_ids.get(cls)
         if schema_id is None:
-            schema_id = self._schema_id(cls.message_type, _schema_data_for(cls))
+            schema_id = self._schema_id(cls.message_type, json_schema_bytes(cls))
             self._typed_schema_ids[cls] = schema_id
         payload = message.model_dump_json(exclude_none=True).encode("utf-8")
         self._add(topic, schema_id, payload, timestamp_ns, publish_time_ns)
@@ -158,7 +158,7 @@ class OWAMcapWriter:
         Known message types get their model's JSON schema; unknown ones an empty schema.
         """
         cls = MESSAGE_TYPES.get(message.message_type)
-        schema_data = _schema_data_for(cls) if cls is not None else b"{}"
+        schema_data = json_schema_bytes(cls) if cls is not None else b"{}"
         self.write_raw(
             message.topic,
             message.message_type,
@@ -236,7 +236,8 @@ class OWAMcapWriter:
 _SCHEMA_DATA: dict[type[OWAMessage], bytes] = {}
 
 
-def _schema_data_for(cls: type[OWAMessage]) -> bytes:
+def json_schema_bytes(cls: type[OWAMessage]) -> bytes:
+    """The schema data the writer stores for ``cls``: its pydantic JSON schema as compact JSON (cached)."""
     data = _SCHEMA_DATA.get(cls)
     if data is None:
         data = _SCHEMA_DATA[cls] = orjson.dumps(cls.model_json_schema())
