@@ -1,0 +1,403 @@
+"""FSLDataset: tokenized events packed into fixed-length samples, with their frames.
+
+The input is the output of :meth:`owa.data.episode_tokenizer.EpisodeTokenizer.tokenize_event_dataset` (columns
+``episode_path``, ``token_ids``, ``images``, ``total_token_count``). :meth:`FSLDataset.prepare` reads those columns
+once as flat arrow/numpy buffers and computes the packing plan (:mod:`owa.data.packing`); a sample is then a pure
+slice of the concatenated token stream plus padding.
+
+Example::
+
+    fsl = FSLDataset(tokenized, pad_token_id=tokenizer.pad_token_id, max_sequence_length=1024)
+    fsl.prepare()
+    sample = fsl[0]  # token_ids, attention_mask, total_token_count, images
+
+Each sample is a dict:
+
+* ``token_ids``: ``int64[max_sequence_length]``, the events' tokens followed by ``pad_token_id``;
+* ``attention_mask``: ``int64[max_sequence_length]``, 1 on the first ``total_token_count`` positions, 0 after
+  (from lengths, never by comparing ids with the pad id);
+* ``total_token_count``: real tokens before padding;
+* ``images``: one entry per image of the sample's events, in order (``PIL.Image`` when ``load_images``, else the
+  lazy :class:`~owa.data.messages.ScreenCaptured` reference);
+* ``position_ids`` (with ``return_position_ids``): ``int64[max_sequence_length]``, restarting at 0 where an episode
+  starts inside the sample, 0 on padding;
+* ``segment_offsets`` (with ``return_segment_offsets``): ``int64[n_segments + 1]``, the half-open token ranges of
+  the episode segments of the sample (``cu_seqlens`` for padding-free attention), ending at ``total_token_count``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from owa.data.episode_tokenizer import deserialize_screen
+from owa.data.errors import DatasetError, PackingError
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy
+from owa.data.packing import PackingPlan, plan_packing
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["FSLDataset", "FSLSample"]
+
+logger = logging.getLogger(__name__)
+
+FSLSample = dict[str, Any]
+"""One packed sample; see the module docstring for its keys."""
+
+_REQUIRED_COLUMNS = ("episode_path", "token_ids", "images", "total_token_count")
+
+
+class _ChunkedBuffer:
+    """The flattened values of a chunked list column, kept as per-chunk (zero-copy where possible) arrays.
+
+    ``gather(start, end)`` returns values ``[start, end)`` of the concatenated stream.
+    """
+
+    def __init__(self, chunks: list[Any], to_numpy: bool) -> None:
+        self.chunks = [c.to_numpy(zero_copy_only=False) for c in chunks] if to_numpy else chunks
+        sizes = np.fromiter((len(c) for c in self.chunks), dtype=np.int64, count=len(self.chunks))
+        self.starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.starts[1:])
+        self.size = int(self.starts[-1])
+
+    def copy_into(self, start: int, end: int, out: np.ndarray) -> None:
+        """Copy numpy values ``[start, end)`` into ``out[: end - start]``."""
+        chunk = int(np.searchsorted(self.starts, start, side="right")) - 1
+        written = 0
+        while start < end:
+            chunk_start, chunk_end = self.starts[chunk], self.starts[chunk + 1]
+            stop = min(end, chunk_end)
+            piece = self.chunks[chunk][start - chunk_start : stop - chunk_start]
+            out[written : written + len(piece)] = piece
+            written += len(piece)
+            start = stop
+            chunk += 1
+
+    def slice_list(self, start: int, end: int) -> list[Any]:
+        """Python values ``[start, end)`` of an arrow-chunked buffer."""
+        if start >= end:
+            return []
+        chunk = int(np.searchsorted(self.starts, start, side="right")) - 1
+        values: list[Any] = []
+        while start < end:
+            chunk_start, chunk_end = int(self.starts[chunk]), int(self.starts[chunk + 1])
+            stop = min(end, chunk_end)
+            values.extend(self.chunks[chunk].slice(start - chunk_start, stop - start).to_pylist())
+            start = stop
+            chunk += 1
+        return values
+
+
+class _Throughput:
+    """Counts samples, tokens, images and decoded RGB bytes; logs totals and an EMA every ``every`` samples."""
+
+    def __init__(self, every: int, ema_alpha: float = 0.1) -> None:
+        self.every = every
+        self.alpha = ema_alpha
+        self.start: float | None = None
+        self.totals = np.zeros(4)  # samples, tokens, images, bytes
+        self.last_time = 0.0
+        self.last_totals = np.zeros(4)
+        self.ema: np.ndarray | None = None
+
+    def update(self, samples: int, tokens: int, images: int, rgb_bytes: int) -> None:
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = self.last_time = now
+        before = int(self.totals[0])
+        self.totals += (samples, tokens, images, rgb_bytes)
+        if int(self.totals[0]) // self.every == before // self.every:
+            return
+        interval = max(now - self.last_time, 1e-9)
+        rates = (self.totals - self.last_totals) / interval
+        self.ema = rates if self.ema is None else self.alpha * rates + (1 - self.alpha) * self.ema
+        total_rates = self.totals / max(now - self.start, 1e-9)
+        self.last_time, self.last_totals = now, self.totals.copy()
+        logger.info(
+            "FSL[%d] | Total: %s | EMA: %s", int(self.totals[0]), _format_rates(total_rates), _format_rates(self.ema)
+        )
+
+
+def _format_rates(rates: np.ndarray) -> str:
+    samples, tokens, images, rgb_bytes = rates
+    return f"{samples:.1f}s/s, {tokens:,.0f}t/s, {images:.1f}i/s, {rgb_bytes / 1e6:.1f}MB/s"
+
+
+def _is_rank_zero() -> bool:
+    torch = sys.modules.get("torch")  # if torch was never imported, torch.distributed cannot be initialized
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
+
+
+class FSLDataset:
+    """Fixed-sequence-length samples packed from a tokenized Event Dataset.
+
+    Args:
+        dataset: the output of :meth:`~owa.data.episode_tokenizer.EpisodeTokenizer.tokenize_event_dataset`.
+        pad_token_id: the id written after the real tokens (``tokenizer.pad_token_id``).
+        max_sequence_length: tokens per sample, padding included.
+        load_images: decode frames to ``PIL.Image`` (RGB) in one batch per sample; otherwise return the lazy
+            :class:`~owa.data.messages.ScreenCaptured` references.
+        episode_aware: never let a sample span two episodes (a sample ends at an episode's last event).
+        return_position_ids: add ``position_ids`` restarting at 0 at each episode start within a sample.
+        return_segment_offsets: add ``segment_offsets``, the episode segments' token offsets within a sample.
+        log_every: log throughput every this many samples (INFO on this module's logger, rank 0 only);
+            ``None`` or 0 switches it off.
+        media_policy: which media URIs frames may be read from.
+        on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
+            the image's place (keeping one entry per image) and counts it in :attr:`image_errors`.
+
+    Raises:
+        ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
+    """
+
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        *,
+        pad_token_id: int,
+        max_sequence_length: int,
+        load_images: bool = True,
+        episode_aware: bool = False,
+        return_position_ids: bool = False,
+        return_segment_offsets: bool = False,
+        log_every: int | None = 30,
+        media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+        on_image_error: Literal["raise", "skip"] = "raise",
+    ) -> None:
+        if pad_token_id is None or not isinstance(pad_token_id, int | np.integer) or pad_token_id < 0:
+            raise ValueError(
+                f"Invalid pad_token_id ({pad_token_id!r}). It must be a non-negative integer; if "
+                "tokenizer.pad_token_id is None, set one first, e.g. tokenizer.pad_token = tokenizer.eos_token."
+            )
+        if not isinstance(max_sequence_length, int | np.integer) or max_sequence_length <= 0:
+            raise ValueError(f"Invalid max_sequence_length ({max_sequence_length!r}). It must be a positive integer.")
+        if log_every is not None and log_every < 0:
+            raise ValueError(f"Invalid log_every ({log_every}). Use a positive integer, or None/0 to switch off.")
+        if on_image_error not in ("raise", "skip"):
+            raise ValueError(f"Invalid on_image_error ({on_image_error!r}). Supported values are 'raise', 'skip'.")
+        self.dataset = dataset
+        self.pad_token_id = int(pad_token_id)
+        self.max_sequence_length = int(max_sequence_length)
+        self.load_images = load_images
+        self.episode_aware = episode_aware
+        self.return_position_ids = return_position_ids
+        self.return_segment_offsets = return_segment_offsets
+        self.log_every = log_every or None
+        self.media_policy = media_policy
+        self.on_image_error = on_image_error
+        self.image_errors = 0
+        self._plan: PackingPlan | None = None
+        self._throughput: _Throughput | None = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Preparation: read columns once, compute the plan
+    # ------------------------------------------------------------------------------------------------------------
+
+    def prepare(self) -> FSLDataset:
+        """Read the token, image and episode columns once and compute the packing plan. Idempotent.
+
+        Returns:
+            ``self``, so ``FSLDataset(...).prepare()`` chains.
+
+        Raises:
+            DatasetError: a required column is missing, or a row's ``total_token_count`` differs from its number of
+                ``token_ids`` (names the row and episode).
+            PackingError: an event is longer than ``max_sequence_length`` (names the row and episode).
+        """
+        if self._plan is not None:
+            return self
+        missing = [c for c in _REQUIRED_COLUMNS if c not in self.dataset.column_names]
+        if missing:
+            raise DatasetError(
+                f"FSLDataset needs the columns {list(_REQUIRED_COLUMNS)}; missing {missing}. "
+                "Run EpisodeTokenizer.tokenize_event_dataset on the Event Dataset first."
+            )
+        # An arrow view of the columns, in the dataset's logical order (a select/shuffle mapping is applied here).
+        table: pa.Table = self.dataset.select_columns(list(_REQUIRED_COLUMNS)).with_format("arrow")[:]
+        token_ids = table.column("token_ids")
+        lengths = pc.list_value_length(token_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+        counts = table.column("total_token_count").to_numpy(zero_copy_only=False).astype(np.int64)
+        episodes = table.column("episode_path")
+
+        mismatch = np.flatnonzero(lengths != counts)
+        if len(mismatch):
+            row = int(mismatch[0])
+            raise DatasetError(
+                f"total_token_count ({counts[row]}) differs from the number of token_ids ({lengths[row]})",
+                path=episodes[row].as_py(),
+                row=row,
+                rows_affected=len(mismatch),
+            )
+
+        starts = np.ones(len(counts), dtype=bool)
+        if len(counts) > 1:
+            starts[1:] = pc.not_equal(episodes[1:], episodes[:-1]).to_numpy(zero_copy_only=False)
+
+        plan = plan_packing(
+            counts,
+            max_sequence_length=self.max_sequence_length,
+            episode_start=starts if self.episode_aware else None,
+            event_name=lambda row: episodes[row].as_py(),
+        )
+
+        images = table.column("images")
+        image_counts = pc.list_value_length(images).to_numpy(zero_copy_only=False).astype(np.int64)
+        image_offsets = np.zeros(len(image_counts) + 1, dtype=np.int64)
+        np.cumsum(image_counts, out=image_offsets[1:])
+
+        self._tokens = _ChunkedBuffer([c.flatten() for c in token_ids.chunks], to_numpy=True)
+        self._images = _ChunkedBuffer([c.flatten() for c in images.chunks], to_numpy=False)
+        self._image_offsets = image_offsets
+        self._episode_start = starts
+        self._plan = plan
+        if self.log_every and _is_rank_zero():
+            self._throughput = _Throughput(self.log_every)
+        logger.debug(
+            "FSLDataset: %d events packed into %d samples of %d tokens",
+            len(counts),
+            len(plan),
+            plan.max_sequence_length,
+        )
+        return self
+
+    @property
+    def plan(self) -> PackingPlan:
+        """The packing plan; see :class:`~owa.data.packing.PackingPlan`.
+
+        Raises:
+            PackingError: :meth:`prepare` has not been called.
+        """
+        if self._plan is None:
+            raise PackingError("FSLDataset.prepare() has not been called; call it once before reading samples")
+        return self._plan
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Reading samples
+    # ------------------------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of samples, the final partial one included."""
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> FSLSample:
+        """Sample ``index`` (negative counts from the end).
+
+        Raises:
+            IndexError: ``index`` is out of range.
+            PackingError: :meth:`prepare` has not been called.
+            MediaError: a frame cannot be decoded (with ``on_image_error="raise"``).
+        """
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[FSLSample]:
+        """Several samples at once; their frames are decoded in one batch (used by PyTorch's DataLoader)."""
+        plan = self.plan
+        n = len(plan)
+        samples: list[FSLSample] = []
+        refs: list[str] = []
+        for index in indices:
+            if not -n <= index < n:
+                raise IndexError(f"FSLDataset index {index} out of range for {n} samples")
+            samples.append(self._build(int(index) % n, refs))
+        images = self._resolve_images(refs)
+        position = 0
+        rgb_bytes = 0
+        for sample in samples:
+            count = sample["images"]
+            sample["images"] = images[position : position + count]
+            position += count
+        if self.load_images:
+            rgb_bytes = sum(image.width * image.height * 3 for image in images if image is not None)
+        if self._throughput is not None:
+            tokens = sum(sample["total_token_count"] for sample in samples)
+            self._throughput.update(len(samples), tokens, len(images), rgb_bytes)
+        return samples
+
+    def _build(self, index: int, refs: list[str]) -> FSLSample:
+        plan = self._plan
+        first_event, end_event = plan.event_range(index)
+        token_start, token_end = plan.token_range(index)
+        total = token_end - token_start
+        length = plan.max_sequence_length
+
+        token_ids = np.full(length, self.pad_token_id, dtype=np.int64)
+        self._tokens.copy_into(token_start, token_end, token_ids)
+        attention_mask = np.zeros(length, dtype=np.int64)
+        attention_mask[:total] = 1
+        image_refs = self._images.slice_list(int(self._image_offsets[first_event]), int(self._image_offsets[end_event]))
+        refs.extend(image_refs)
+        sample: FSLSample = {
+            "token_ids": token_ids,
+            "attention_mask": attention_mask,
+            "total_token_count": total,
+            "images": len(image_refs),  # replaced by the images in __getitems__
+        }
+        if self.return_position_ids or self.return_segment_offsets:
+            inner = np.flatnonzero(self._episode_start[first_event + 1 : end_event]) + first_event + 1
+            offsets = np.concatenate(([0], plan.token_offsets[inner] - token_start, [total])).astype(np.int64)
+            if self.return_segment_offsets:
+                sample["segment_offsets"] = offsets
+            if self.return_position_ids:
+                position_ids = np.zeros(length, dtype=np.int64)
+                segment_lengths = np.diff(offsets)
+                position_ids[:total] = np.arange(total) - np.repeat(offsets[:-1], segment_lengths)
+                sample["position_ids"] = position_ids
+        return sample
+
+    def _resolve_images(self, refs: list[str]) -> list[Any]:
+        screens = [deserialize_screen(ref) for ref in refs]
+        if not self.load_images or not screens:
+            return screens
+        from PIL import Image
+
+        from owa.data.frames import decode_screens
+
+        frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error)
+        self.image_errors += sum(frame is None for frame in frames)
+        return [None if frame is None else Image.fromarray(frame, mode="RGB") for frame in frames]
+
+    def take(self, n: int) -> _SampleView:
+        """The first ``min(n, len(self))`` samples as a lazy, sized view (iterate it, ``len()`` it, index it)."""
+        if n < 0:
+            raise ValueError(f"Invalid n ({n}). It must be non-negative.")
+        return _SampleView(self, range(min(n, len(self))))
+
+    def __iter__(self) -> Iterator[FSLSample]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def __repr__(self) -> str:
+        size = f"{len(self._plan)} samples" if self._plan is not None else "not prepared"
+        return (
+            f"FSLDataset({size}, max_sequence_length={self.max_sequence_length}, pad_token_id={self.pad_token_id}, "
+            f"load_images={self.load_images}, episode_aware={self.episode_aware})"
+        )
+
+
+class _SampleView(Sequence[FSLSample]):
+    """A lazy range of an :class:`FSLDataset`'s samples."""
+
+    def __init__(self, dataset: FSLDataset, indices: range) -> None:
+        self._dataset = dataset
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, index: int) -> FSLSample:  # type: ignore[override]
+        return self._dataset[self._indices[index]]
+
+    def __iter__(self) -> Iterator[FSLSample]:
+        for index in self._indices:
+            yield self._dataset[index]
