@@ -89,7 +89,7 @@ class HierarchicalConfig(EncoderConfig):
     Attributes:
         image_token: text for one screen frame (default ``"<IMAGE>"``).
         screen_size: ``(width, height)`` in pixels that mouse coordinates are normalized by
-            (default 1920x1080). Pixel positions round-trip exactly while each side is at most 4096.
+            (default 1920x1080). Pixels 0..size round-trip exactly while each side is below 4096 px.
     """
 
     screen_size: tuple[int, int] = (1920, 1080)
@@ -232,7 +232,7 @@ class HierarchicalEncoder(EventEncoder):
 
         The timestamp comes back modulo 4 s, at the start of its 10 ms cell (use
         :func:`unwrap_timestamps` for absolute times). Mouse pixels come back exactly for positions on
-        the screen (side ≤ 4096 px); clamped values come back clamped.
+        ``0..size`` (sides below 4096 px); clamped values come back clamped.
 
         Raises:
             EncodingError: the text is not an event of this format.
@@ -319,9 +319,10 @@ def unwrap_timestamps(
 
     ``start_ns`` is the true time of the first event (or any time in its ``resolution_ns`` cell).
     Each time is placed at the earliest instant congruent to it modulo ``period_ns`` that is not before
-    the previous one (the first: not before ``start_ns`` rounded down to ``resolution_ns``). This is
-    right when events are in time order and consecutive events are less than ``period_ns`` apart; a
-    longer gap silently loses whole periods, which no decoder can recover from times modulo a period.
+    the previous one (the first: not before ``start_ns`` rounded down to ``resolution_ns``). This
+    recovers every time (to its cell) when events are in time order and consecutive events are less
+    than ``period_ns - resolution_ns`` (3.99 s) apart; a longer gap can lose whole periods, which no
+    decoder can recover from times modulo a period.
 
     Raises:
         ValueError: a non-positive period or resolution, or a resolution that does not divide the period.
