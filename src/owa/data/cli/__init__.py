@@ -30,3 +30,4 @@ def main() -> None:
 
 
 # Subcommand modules: each defines its command(s) on `app`. Keep one import per line.
+from owa.data.cli import sample as _sample  # noqa: E402,F401
