@@ -30,4 +30,5 @@ def main() -> None:
 
 
 # Subcommand modules: each defines its command(s) on `app`. Keep one import per line.
+from owa.data.cli import bin as _bin  # noqa: E402,F401
 from owa.data.cli import sample as _sample  # noqa: E402,F401

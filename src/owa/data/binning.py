@@ -1,0 +1,758 @@
+"""Stage 2: Event Dataset → Binned Dataset (fixed-rate time bins of state and actions).
+
+The rules, in one place (``docs/binning.md`` has worked examples):
+
+* **Bins.** An episode's bins start at its first event (of any topic) and run to the bin holding its last
+  event. Bin ``k`` is the half-open interval ``[first + floor(k * 1e9 / fps), first + floor((k + 1) * 1e9 /
+  fps))`` in integer nanoseconds, each edge computed from ``k`` with exact rational arithmetic, so there is
+  no drift even when ``1e9 / fps`` is not an integer (``fps=3`` → 333,333,333 ns then 333,333,334 ns ...).
+* **Actions.** Events of ``action_topics`` (default ``keyboard`` and ``mouse``) go, in time order, to the
+  bin containing their timestamp: every action lands in exactly one bin. ``mouse/raw`` is not an action by
+  default: it is a second encoding of the same physical mouse input as ``mouse``.
+* **State.** The latest ``state_topic`` (``screen``) event at or before the bin's start, so the observation
+  never comes from after the actions it is paired with. Empty until the episode's first screen.
+* **Filter.** ``filter_empty_actions`` drops the bins without actions, and nothing else.
+* **Other topics** (``window``, ``keyboard/state``, ``mouse/state``, ...) are ignored, and counted in the log.
+* **Order.** Episodes come out sorted by path, bins by index. The input is grouped and sorted once
+  (stable, by episode then timestamp), so it need not be ordered.
+
+The work per split is one vectorized pass (numpy/pyarrow) over the event columns, then a streamed write of
+output chunks of whole episodes: time and memory grow linearly with the events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from owa.data.errors import DatasetError, MessageValidationError
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = [
+    "BinningConfig",
+    "binned_features",
+    "build_binned_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+_NS_PER_S = 10**9
+# fps is turned into an exact fraction; float noise such as 1/3 → 0.333... is snapped to this denominator.
+_MAX_FPS_DENOMINATOR = 10**6
+_INT64_LIMIT = 2**63
+_INT32_MAX = 2**31 - 1
+# Output is written in chunks of whole episodes holding about this many input events.
+_CHUNK_EVENTS = 131_072
+
+_KEY_COUNT = 256  # Windows virtual-key codes
+MOUSE_BUTTONS: tuple[str, ...] = ("left", "middle", "right", "x1", "x2")
+_KEYBOARD_EVENT = "desktop/KeyboardEvent"
+_MOUSE_EVENT = "desktop/MouseEvent"
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BinningConfig:
+    """Everything stage 2 needs; the script, the ``owa-data bin`` command and the Python API share it.
+
+    Attributes:
+        fps: bins per second; a bin is ``1e9 / fps`` nanoseconds wide (edges floored to integer ns).
+            Taken as an exact fraction of its decimal form (``29.97`` is ``2997/100``).
+        filter_empty_actions: drop bins that hold no action. Off by default, so every episode is a dense,
+            uniform time grid from its first to its last event.
+        action_topics: topics whose events are actions. ``mouse/raw`` is left out by default (it repeats
+            the physical mouse input that ``mouse`` already carries); add it to opt in.
+        state_topic: the topic whose latest event before each bin is the bin's state.
+        numeric_actions: also add per-bin numeric columns (keys held, mouse position and motion, clicks,
+            scroll) computed from ``desktop/KeyboardEvent`` and ``desktop/MouseEvent`` actions.
+
+    Raises:
+        ValueError: an invalid field, with what was given and what is allowed.
+    """
+
+    fps: float = 10.0
+    filter_empty_actions: bool = False
+    action_topics: tuple[str, ...] = ("keyboard", "mouse")
+    state_topic: str = "screen"
+    numeric_actions: bool = False
+
+    def __post_init__(self) -> None:
+        _fps_fraction(self.fps)  # validates
+        topics = self.action_topics
+        if isinstance(topics, str) or not all(isinstance(t, str) and t for t in topics) or not topics:
+            raise ValueError(
+                f"Invalid action_topics ({topics!r}). Give a non-empty sequence of topic names, e.g. keyboard, mouse."
+            )
+        object.__setattr__(self, "action_topics", tuple(dict.fromkeys(topics)))
+        if not isinstance(self.state_topic, str) or not self.state_topic:
+            raise ValueError(f"Invalid state_topic ({self.state_topic!r}). Give a topic name, e.g. screen.")
+        if self.state_topic in self.action_topics:
+            raise ValueError(
+                f"Invalid state_topic ({self.state_topic!r}): it is also an action topic. A topic is either state "
+                "or action."
+            )
+
+    @property
+    def bin_width_ns(self) -> Fraction:
+        """The exact bin width in nanoseconds, ``1e9 / fps`` as a fraction."""
+        return _NS_PER_S / _fps_fraction(self.fps)
+
+    def bin_start_offset_ns(self, bin_idx: int) -> int:
+        """Start of bin ``bin_idx`` in ns after the episode's first event: ``floor(bin_idx * 1e9 / fps)``."""
+        return math.floor(bin_idx * self.bin_width_ns)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"action_topics": list(self.action_topics)}
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    """``fps`` as an exact fraction small enough that bin edges stay exact in int64 arithmetic."""
+    if isinstance(fps, bool) or not isinstance(fps, int | float | Fraction) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"Invalid fps ({fps!r}). Supported values are positive finite numbers, e.g. 10 or 29.97.")
+    fraction = Fraction(fps) if isinstance(fps, Fraction) else Fraction(repr(float(fps)))
+    if fraction.denominator > _MAX_FPS_DENOMINATOR:
+        fraction = fraction.limit_denominator(_MAX_FPS_DENOMINATOR)
+    if fraction <= 0 or fraction > _NS_PER_S or _NS_PER_S * fraction.denominator * fraction.numerator >= _INT64_LIMIT:
+        raise ValueError(
+            f"Invalid fps ({fps!r}). Supported values are between 1e-6 and 1e9 (a bin at least 1 ns wide) with an "
+            "exact bin width 1e9/fps in int64 nanoseconds, e.g. 10, 29.97 or 1/3."
+        )
+    return fraction
+
+
+def _rate_terms(config: BinningConfig) -> tuple[int, int]:
+    """``(a, b)`` with ``1e9 / fps == a / b`` exactly and ``a * b < 2**63``."""
+    fraction = _fps_fraction(config.fps)
+    return _NS_PER_S * fraction.denominator, fraction.numerator
+
+
+def binned_features(*, numeric_actions: bool = False) -> datasets.Features:
+    """The Binned Dataset schema as ``datasets.Features`` (plus the numeric columns when asked)."""
+    from datasets import Features, Sequence, Value
+
+    columns: dict[str, Any] = {
+        "episode_path": Value("string"),
+        "bin_idx": Value("int32"),
+        "timestamp_ns": Value("int64"),
+        "state": Sequence(feature=Value("binary"), length=-1),
+        "actions": Sequence(feature=Value("binary"), length=-1),
+    }
+    if numeric_actions:
+        columns |= {
+            "keys_held": Sequence(feature=Value("bool"), length=_KEY_COUNT),
+            "mouse_x": Value("int32"),
+            "mouse_y": Value("int32"),
+            "mouse_dx": Value("int32"),
+            "mouse_dy": Value("int32"),
+            "mouse_clicks": Sequence(feature=Value("int16"), length=len(MOUSE_BUTTONS)),
+            "scroll_dx": Value("int32"),
+            "scroll_dy": Value("int32"),
+        }
+    return Features(columns)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bin arithmetic (exact, vectorized)
+# --------------------------------------------------------------------------------------------------
+
+
+def _bin_index(offset_ns: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Bin of each offset (ns after the episode start): the largest ``k`` with ``floor(k * a / b) <= offset``.
+
+    ``floor(k*a/b) <= d`` ⟺ ``k*a < (d+1)*b`` ⟺ ``k = ((d+1)*b - 1) // a``; split over ``divmod(d+1, a)`` so
+    no product exceeds ``a * b``, which the config keeps below 2**63.
+    """
+    q, r = np.divmod(offset_ns + 1, a)
+    return q * b + (r * b - 1) // a
+
+
+def _bin_start(bin_idx: np.ndarray, a: int, b: int) -> np.ndarray:
+    """``floor(k * a / b)`` for each ``k`` without overflow (see :func:`_bin_index`)."""
+    q, r = np.divmod(bin_idx, b)
+    return q * a + (r * a) // b
+
+
+# --------------------------------------------------------------------------------------------------
+# Input checks and the per-split index
+# --------------------------------------------------------------------------------------------------
+
+_STRING_TYPES = (pa.string(), pa.large_string())
+_BINARY_TYPES = (pa.binary(), pa.large_binary())
+_EXPECTED_TYPES: dict[str, tuple[pa.DataType, ...]] = {
+    "episode_path": _STRING_TYPES,
+    "topic": _STRING_TYPES,
+    "timestamp_ns": (pa.int64(),),
+    "message_type": _STRING_TYPES,
+    "mcap_message": _BINARY_TYPES,
+}
+
+
+def _check_event_schema(schema: pa.Schema, split: str | None) -> None:
+    """Raise :class:`DatasetError` unless ``schema`` has the Event Dataset's columns and types."""
+    for name, allowed in _EXPECTED_TYPES.items():
+        if name not in schema.names:
+            raise DatasetError(
+                f"Not an Event Dataset: column {name!r} is missing (columns: {', '.join(schema.names)}). "
+                "Expected episode_path, topic, timestamp_ns, message_type, mcap_message",
+                split=split,
+            )
+        found = schema.field(name).type
+        if found not in allowed:
+            raise DatasetError(
+                f"Not an Event Dataset: column {name!r} has type {found}; expected {allowed[0]}", split=split
+            )
+
+
+def _check_no_nulls(table: pa.Table, split: str | None) -> None:
+    for name in ("episode_path", "topic", "timestamp_ns", "mcap_message"):
+        column = table.column(name)
+        if column.null_count:
+            row = pc.index(pc.is_null(column), True).as_py()
+            raise DatasetError(f"Event Dataset column {name!r} holds a null", row=row, split=split)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SplitIndex:
+    """One split's events grouped by episode and sorted by time, as plain arrays (position = sorted order)."""
+
+    paths: pa.Array  # unique episode paths, sorted; ``episode`` indexes into it
+    rows: np.ndarray | None  # input row of each sorted position; None when the input was already in order
+    episode: np.ndarray  # int64 episode number per position, nondecreasing
+    timestamp_ns: np.ndarray  # int64, nondecreasing within an episode
+    is_action: np.ndarray  # bool
+    is_state: np.ndarray  # bool
+    episode_start: np.ndarray  # first position of each episode; length = episodes + 1 (ends with n)
+    ignored_topics: dict[str, int]
+
+    def input_rows(self, positions: np.ndarray) -> np.ndarray:
+        return positions if self.rows is None else self.rows[positions]
+
+
+def _index_split(table: pa.Table, config: BinningConfig) -> _SplitIndex:
+    """Group by episode and sort by time once: the only whole-split pass besides the final takes."""
+    path_column = table.column("episode_path")
+    unique_paths = pc.unique(path_column)
+    if isinstance(unique_paths, pa.ChunkedArray):
+        unique_paths = unique_paths.combine_chunks()
+    codes = pc.index_in(path_column, value_set=unique_paths).to_numpy().astype(np.int64, copy=False)
+    sort_paths = pc.array_sort_indices(unique_paths).to_numpy()
+    rank = np.empty(len(sort_paths), dtype=np.int64)
+    rank[sort_paths] = np.arange(len(sort_paths))
+    episode = rank[codes]
+    timestamp_ns = table.column("timestamp_ns").to_numpy().astype(np.int64, copy=False)
+
+    topic = table.column("topic")
+    is_action = pc.is_in(topic, value_set=pa.array(config.action_topics, type=topic.type)).to_numpy(
+        zero_copy_only=False
+    )
+    is_state = pc.equal(topic, pa.scalar(config.state_topic, type=topic.type)).to_numpy(zero_copy_only=False)
+    ignored = {
+        item["values"]: item["counts"]
+        for item in pc.value_counts(topic).to_pylist()
+        if item["values"] not in config.action_topics and item["values"] != config.state_topic
+    }
+
+    rows = None
+    if len(episode) > 1:
+        step_episode = np.diff(episode)
+        in_order = bool(np.all((step_episode > 0) | ((step_episode == 0) & (np.diff(timestamp_ns) >= 0))))
+        if not in_order:
+            logger.debug("Input is not in (episode, timestamp) order; sorting it once")
+            rows = np.lexsort((timestamp_ns, episode))  # stable: ties keep input order
+            episode, timestamp_ns = episode[rows], timestamp_ns[rows]
+            is_action, is_state = is_action[rows], is_state[rows]
+    boundaries = np.flatnonzero(np.diff(episode)) + 1 if len(episode) else np.empty(0, dtype=np.int64)
+    episode_start = np.concatenate(([0] if len(episode) else [], boundaries, [len(episode)])).astype(np.int64)
+    return _SplitIndex(
+        paths=unique_paths.take(pa.array(sort_paths)),
+        rows=rows,
+        episode=episode,
+        timestamp_ns=timestamp_ns,
+        is_action=is_action,
+        is_state=is_state,
+        episode_start=episode_start,
+        ignored_topics=ignored,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The hot path: bins of a chunk of whole episodes
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkBins:
+    """Bins of a chunk of episodes. Positions are relative to the chunk's first event."""
+
+    episode: np.ndarray  # global episode number of each output bin
+    bin_idx: np.ndarray  # int64 index within its episode
+    timestamp_ns: np.ndarray  # int64 bin start
+    action_offsets: np.ndarray  # len(bins) + 1 offsets into action_positions
+    action_positions: np.ndarray  # positions of action events, in bin then time order
+    state_positions: np.ndarray  # position of each bin's state event; -1 for none
+    all_bins: int  # bins before filtering
+
+
+def _bin_chunk(
+    episode: np.ndarray,
+    timestamp_ns: np.ndarray,
+    is_action: np.ndarray,
+    is_state: np.ndarray,
+    a: int,
+    b: int,
+    filter_empty_actions: bool,
+    paths: pa.Array | None = None,
+) -> _ChunkBins:
+    """Assign a chunk's events (sorted by episode, then time) to bins; pick each bin's actions and state.
+
+    Pure numpy and linear in the chunk's events and bins (plus a log factor for the searches).
+    """
+    n = len(episode)
+    starts = np.flatnonzero(np.concatenate(([True], episode[1:] != episode[:-1])))
+    counts = np.diff(np.append(starts, n))
+    local = np.repeat(np.arange(len(starts)), counts)
+    first_ns = timestamp_ns[starts]
+    offset_ns = timestamp_ns - first_ns[local]
+    bin_of_event = _bin_index(offset_ns, a, b)
+    bins_per_episode = bin_of_event[starts + counts - 1] + 1
+    too_long = np.flatnonzero(bins_per_episode > _INT32_MAX + 1)
+    if len(too_long):
+        where = int(too_long[0])
+        raise DatasetError(
+            f"Episode spans {int(bins_per_episode[where]):,} bins at this fps, more than bin_idx (int32) holds; "
+            "check its timestamps or lower the fps",
+            path=None if paths is None else paths[int(episode[starts[where]])].as_py(),
+        )
+    bin_base = np.concatenate(([0], np.cumsum(bins_per_episode)[:-1]))
+    global_bin = bin_base[local] + bin_of_event  # nondecreasing over the chunk
+
+    action_positions = np.flatnonzero(is_action)
+    action_bins = global_bin[action_positions]
+    all_bins = int(bins_per_episode.sum())
+    if filter_empty_actions:
+        out_bins = action_bins[np.concatenate(([True], action_bins[1:] != action_bins[:-1]))[: len(action_bins)]]
+    else:
+        out_bins = np.arange(all_bins, dtype=np.int64)
+    out_local = np.searchsorted(bin_base, out_bins, side="right") - 1
+    out_idx = out_bins - bin_base[out_local]
+    out_start = first_ns[out_local] + _bin_start(out_idx, a, b)
+
+    # Every action bin is in out_bins, so these offsets cover all actions exactly once.
+    action_offsets = np.append(np.searchsorted(action_bins, out_bins, side="left"), len(action_positions))
+
+    # State: the latest state event among those at or before the bin start. Inside its bin an event is
+    # "at the start" only when its offset equals the bin edge, and those come first in time order, so
+    # sort_key = 2*bin + (after the edge) is nondecreasing and one search finds the cut for every bin.
+    after_edge = offset_ns != _bin_start(bin_of_event, a, b)
+    sort_key = 2 * global_bin + after_edge
+    cut = np.searchsorted(sort_key, 2 * out_bins + 1, side="left")  # events [0, cut) are at or before the start
+    latest_state = np.maximum.accumulate(np.where(is_state, np.arange(n), -1)) if n else np.empty(0, np.int64)
+    state_positions = np.where(cut > 0, latest_state[np.maximum(cut - 1, 0)], -1)
+    state_positions = np.where(state_positions >= starts[out_local], state_positions, -1)
+
+    return _ChunkBins(
+        episode=episode[starts[out_local]] if len(out_local) else np.empty(0, np.int64),
+        bin_idx=out_idx,
+        timestamp_ns=out_start,
+        action_offsets=action_offsets,
+        action_positions=action_positions,
+        state_positions=state_positions,
+        all_bins=all_bins,
+    )
+
+
+def _take_rows(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` as one array, touching only the input chunks that hold ``rows``.
+
+    ``ChunkedArray.take`` would first concatenate the whole column, which is quadratic over many chunks.
+    """
+    value_type = pa.binary() if column.type in _BINARY_TYPES else column.type
+    if len(rows) == 0:
+        return pa.array([], type=value_type)
+    lengths = np.fromiter((len(chunk) for chunk in column.chunks), dtype=np.int64, count=column.num_chunks)
+    chunk_start = np.concatenate(([0], np.cumsum(lengths)))
+    chunk_of_row = np.searchsorted(chunk_start, rows, side="right") - 1
+    in_order = bool(np.all(chunk_of_row[1:] >= chunk_of_row[:-1]))
+    order = None if in_order else np.argsort(chunk_of_row, kind="stable")
+    grouped_rows = rows if order is None else rows[order]
+    grouped_chunks = chunk_of_row if order is None else chunk_of_row[order]
+    cuts = np.flatnonzero(np.diff(grouped_chunks)) + 1
+    pieces = []
+    for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)])), strict=True):
+        c = int(grouped_chunks[lo])
+        pieces.append(column.chunk(c).take(pa.array(grouped_rows[lo:hi] - chunk_start[c])))
+    gathered = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+    if order is not None:
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        gathered = gathered.take(pa.array(inverse))
+    return gathered.cast(value_type) if gathered.type != value_type else gathered
+
+
+def _chunk_table(
+    table: pa.Table, index: _SplitIndex, lo: int, hi: int, config: BinningConfig, schema: pa.Schema
+) -> tuple[pa.Table, int]:
+    """The output rows for the events at sorted positions ``[lo, hi)`` (whole episodes); and bins before filtering."""
+    a, b = _rate_terms(config)
+    bins = _bin_chunk(
+        index.episode[lo:hi],
+        index.timestamp_ns[lo:hi],
+        index.is_action[lo:hi],
+        index.is_state[lo:hi],
+        a,
+        b,
+        config.filter_empty_actions,
+        index.paths,
+    )
+    messages = table.column("mcap_message")
+    has_state = bins.state_positions >= 0
+    state_rows = index.input_rows(bins.state_positions[has_state] + lo)
+    action_rows = index.input_rows(bins.action_positions + lo)
+    state_offsets = np.concatenate(([0], np.cumsum(has_state))).astype(np.int32)
+    columns: dict[str, pa.Array] = {
+        "episode_path": index.paths.take(pa.array(bins.episode)).cast(pa.string()),
+        "bin_idx": pa.array(bins.bin_idx.astype(np.int32)),
+        "timestamp_ns": pa.array(bins.timestamp_ns, type=pa.int64()),
+        "state": pa.ListArray.from_arrays(pa.array(state_offsets), _take_rows(messages, state_rows)),
+        "actions": pa.ListArray.from_arrays(
+            pa.array(bins.action_offsets.astype(np.int32)), _take_rows(messages, action_rows)
+        ),
+    }
+    if config.numeric_actions:
+        columns |= _numeric_columns(table, bins, action_rows)
+    return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema), bins.all_bins
+
+
+# --------------------------------------------------------------------------------------------------
+# Optional numeric action columns
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_actions(table: pa.Table, action_rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Decode keyboard and mouse action payloads into flat arrays (one entry per action)."""
+    count = len(action_rows)
+    parsed = {
+        "kind": np.zeros(count, np.int8),  # 0 other, 1 key, 2 mouse
+        "vk": np.zeros(count, np.int64),
+        "pressed": np.zeros(count, bool),
+        "x": np.zeros(count, np.int64),
+        "y": np.zeros(count, np.int64),
+        "click": np.full(count, -1, np.int64),  # button index of a press, -1 otherwise
+        "scroll_dx": np.zeros(count, np.int64),
+        "scroll_dy": np.zeros(count, np.int64),
+    }
+    types = _take_rows(table.column("message_type"), action_rows).to_pylist()
+    wanted = np.fromiter((t in (_KEYBOARD_EVENT, _MOUSE_EVENT) for t in types), dtype=bool, count=count)
+    picked = np.flatnonzero(wanted)
+    envelopes = _take_rows(table.column("mcap_message"), action_rows[picked]).to_pylist()
+    buttons = {name: i for i, name in enumerate(MOUSE_BUTTONS)}
+    for i, envelope in zip(picked.tolist(), envelopes, strict=True):
+        try:
+            payload = orjson.loads(orjson.loads(envelope)["message"])
+            if types[i] == _KEYBOARD_EVENT:
+                vk = int(payload["vk"])
+                if not 0 <= vk < _KEY_COUNT:
+                    raise ValueError(f"vk {vk} outside 0..{_KEY_COUNT - 1}")
+                parsed["kind"][i], parsed["vk"][i] = 1, vk
+                parsed["pressed"][i] = payload["event_type"] == "press"
+            else:
+                parsed["kind"][i] = 2
+                parsed["x"][i], parsed["y"][i] = int(payload["x"]), int(payload["y"])
+                event_type = payload.get("event_type")
+                if event_type == "click" and payload.get("pressed"):
+                    parsed["click"][i] = buttons.get(payload.get("button"), -1)
+                elif event_type == "scroll":
+                    parsed["scroll_dx"][i] = int(payload.get("dx") or 0)
+                    parsed["scroll_dy"][i] = int(payload.get("dy") or 0)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            row = int(action_rows[i])
+            raise MessageValidationError(
+                f"Cannot read {types[i]} action for numeric columns: {e}",
+                path=table.column("episode_path")[row].as_py(),
+                topic=table.column("topic")[row].as_py(),
+                timestamp_ns=table.column("timestamp_ns")[row].as_py(),
+                row=row,
+            ) from e
+    return parsed
+
+
+def _forward_fill(values: np.ndarray, known: np.ndarray, segment_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the last known ``values`` at or before it within its segment (``segment_start[row]``).
+
+    Returns ``(filled, found)``; works along axis 0 of 1-D or 2-D inputs.
+    """
+    rows = np.arange(len(values)).reshape((-1,) + (1,) * (values.ndim - 1))
+    last = np.maximum.accumulate(np.where(known, rows, -1), axis=0)
+    found = last >= segment_start.reshape(rows.shape)
+    picked = np.take_along_axis(values, np.maximum(last, 0), axis=0)
+    return picked, found
+
+
+def _numeric_columns(table: pa.Table, bins: _ChunkBins, action_rows: np.ndarray) -> dict[str, pa.Array]:
+    """Per-bin keys held, mouse position/motion, clicks and scroll (see ``docs/binning.md``)."""
+    parsed = _parse_actions(table, action_rows)
+    n_bins = len(bins.bin_idx)
+    per_bin = np.diff(bins.action_offsets)
+    action_bin = np.repeat(np.arange(n_bins), per_bin)
+    # First output bin of each bin's episode: values carry forward within an episode only.
+    new_episode = np.concatenate(([True], bins.episode[1:] != bins.episode[:-1])) if n_bins else np.empty(0, bool)
+    episode_first_bin = np.maximum.accumulate(np.where(new_episode, np.arange(n_bins), 0)) if n_bins else new_episode
+
+    # Keys held at bin end: the last press/release of each key so far in the episode (unknown = not held).
+    key_state = np.full((n_bins, _KEY_COUNT), -1, np.int8)
+    is_key = parsed["kind"] == 1
+    if is_key.any():
+        key_bins, key_vks, key_pressed = action_bin[is_key], parsed["vk"][is_key], parsed["pressed"][is_key]
+        flat = key_bins * _KEY_COUNT + key_vks
+        _, last_in_reverse = np.unique(flat[::-1], return_index=True)
+        latest = len(flat) - 1 - last_in_reverse  # the last event of each (bin, key)
+        key_state[key_bins[latest], key_vks[latest]] = key_pressed[latest]
+    held, found = _forward_fill(key_state, key_state >= 0, episode_first_bin)
+    keys_held = (held == 1) & found
+
+    # Mouse position at bin end, and motion over the bin: end minus the position at its start (the last
+    # mouse event before the bin, else the first one inside it). No carry-over between episodes.
+    x, y = parsed["x"], parsed["y"]
+    mouse_actions = len(x)
+    end_mouse = start_mouse = np.full(n_bins, -1, np.int64)
+    if mouse_actions and (parsed["kind"] == 2).any():
+        is_mouse = parsed["kind"] == 2
+        mouse_seen = np.maximum.accumulate(np.where(is_mouse, np.arange(mouse_actions), -1))
+
+        def latest_mouse(before: np.ndarray) -> np.ndarray:  # last mouse action among actions [0, before)
+            seen = np.where(before > 0, mouse_seen[np.maximum(before - 1, 0)], -1)
+            same_episode = (seen >= 0) & (action_bin[np.maximum(seen, 0)] >= episode_first_bin)
+            return np.where(same_episode, seen, -1)
+
+        end_mouse = latest_mouse(bins.action_offsets[1:])
+        start_mouse = latest_mouse(bins.action_offsets[:-1])
+        next_mouse = np.minimum.accumulate(np.where(is_mouse, np.arange(mouse_actions), mouse_actions)[::-1])[::-1]
+        first_inside = next_mouse[np.minimum(bins.action_offsets[:-1], mouse_actions - 1)]
+        inside = (start_mouse < 0) & (first_inside < bins.action_offsets[1:])
+        start_mouse = np.where(inside, first_inside, start_mouse)
+    end_found = end_mouse >= 0
+    end_at, start_at = np.maximum(end_mouse, 0), np.maximum(start_mouse, 0)
+    if mouse_actions:
+        dx = np.where(end_found, x[end_at] - x[start_at], 0)
+        dy = np.where(end_found, y[end_at] - y[start_at], 0)
+        mouse_x, mouse_y = np.where(end_found, x[end_at], 0), np.where(end_found, y[end_at], 0)
+    else:
+        dx = dy = mouse_x = mouse_y = np.zeros(n_bins, np.int64)
+
+    clicks = np.zeros((n_bins, len(MOUSE_BUTTONS)), np.int16)
+    pressed = parsed["click"] >= 0
+    np.add.at(clicks, (action_bin[pressed], parsed["click"][pressed]), 1)
+    scroll_dx = np.bincount(action_bin, weights=parsed["scroll_dx"], minlength=n_bins).astype(np.int32)
+    scroll_dy = np.bincount(action_bin, weights=parsed["scroll_dy"], minlength=n_bins).astype(np.int32)
+    return {
+        "keys_held": pa.FixedSizeListArray.from_arrays(pa.array(keys_held.reshape(-1)), _KEY_COUNT),
+        "mouse_x": pa.array(mouse_x.astype(np.int32), mask=~end_found),
+        "mouse_y": pa.array(mouse_y.astype(np.int32), mask=~end_found),
+        "mouse_dx": pa.array(dx.astype(np.int32)),
+        "mouse_dy": pa.array(dy.astype(np.int32)),
+        "mouse_clicks": pa.FixedSizeListArray.from_arrays(pa.array(clicks.reshape(-1)), len(MOUSE_BUTTONS)),
+        "scroll_dx": pa.array(scroll_dx),
+        "scroll_dy": pa.array(scroll_dy),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Splits, datasets and the public entry point
+# --------------------------------------------------------------------------------------------------
+
+
+def _iter_split_tables(
+    table: pa.Table, config: BinningConfig, schema: pa.Schema, split: str | None, chunk_events: int
+) -> Iterator[pa.Table]:
+    """Yield one split's output in tables of whole episodes (about ``chunk_events`` input events each)."""
+    started = time.perf_counter()
+    _check_no_nulls(table, split)
+    index = _index_split(table, config)
+    starts = index.episode_start
+    # Cut the episode list where the running event count crosses a multiple of chunk_events.
+    chunk_first_episode = np.unique(starts[:-1] // chunk_events, return_index=True)[1]
+    bounds = np.append(starts[chunk_first_episode], starts[-1])
+    emitted = all_bins = 0
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        chunk, chunk_bins = _chunk_table(table, index, lo, hi, config, schema)
+        emitted += chunk.num_rows
+        all_bins += chunk_bins
+        yield chunk
+    ignored = ", ".join(f"{topic}={count:,}" for topic, count in sorted(index.ignored_topics.items())) or "none"
+    logger.info(
+        "Binned split %s: %s events in %s episodes (%s actions, %s %s) -> %s bins at %s fps "
+        "(%s empty bins dropped); ignored topics: %s; %.2f s",
+        split or "(single dataset)",
+        f"{table.num_rows:,}",
+        f"{len(starts) - 1:,}",
+        f"{int(index.is_action.sum()):,}",
+        f"{int(index.is_state.sum()):,}",
+        config.state_topic,
+        f"{emitted:,}",
+        config.fps,
+        f"{all_bins - emitted:,}",
+        ignored,
+        time.perf_counter() - started,
+    )
+
+
+def _split_table(dataset: datasets.Dataset, split: str | None) -> pa.Table:
+    """The dataset's Arrow table with any indices mapping applied (zero-copy when there is none)."""
+    import datasets
+
+    if not isinstance(dataset, datasets.Dataset):
+        raise DatasetError(
+            f"Invalid event dataset type {type(dataset).__name__}. Supported: datasets.Dataset, "
+            "datasets.DatasetDict or the folder of one saved with save_to_disk",
+            split=split,
+        )
+    _check_event_schema(dataset.data.schema, split)
+    return dataset.with_format("arrow")[:]
+
+
+def _load(path: str | os.PathLike[str]) -> datasets.Dataset | datasets.DatasetDict:
+    import datasets
+
+    if not Path(path).is_dir():
+        raise DatasetError("Input folder does not exist", path=path)
+    try:
+        return datasets.load_from_disk(os.fspath(path))
+    except FileNotFoundError as e:
+        raise DatasetError(
+            "Input folder is not a dataset saved with save_to_disk (no dataset_dict.json or state.json)", path=path
+        ) from e
+
+
+def _input_files(dataset: datasets.Dataset | datasets.DatasetDict) -> list[Path]:
+    parts = dataset.values() if hasattr(dataset, "values") else [dataset]
+    return [Path(item["filename"]).resolve() for part in parts for item in part.cache_files]
+
+
+def build_binned_dataset(
+    event_dataset: datasets.Dataset | datasets.DatasetDict | str | os.PathLike[str],
+    config: BinningConfig | None = None,
+    *,
+    fps: float = BinningConfig.fps,
+    filter_empty_actions: bool = BinningConfig.filter_empty_actions,
+    action_topics: Sequence[str] = BinningConfig.action_topics,
+    numeric_actions: bool = BinningConfig.numeric_actions,
+    output_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    chunk_events: int = _CHUNK_EVENTS,
+) -> datasets.Dataset | datasets.DatasetDict:
+    """Bin an Event Dataset into fixed-rate bins of ``state`` and ``actions`` (the module docstring has the rules).
+
+    Args:
+        event_dataset: a ``Dataset``, a ``DatasetDict`` (every split is binned, names kept) or the folder of
+            one saved with ``save_to_disk``.
+        config: all binning settings at once; when given, leave ``fps`` ... ``numeric_actions`` at their
+            defaults. Otherwise those keywords build the :class:`BinningConfig`.
+        fps: bins per second (bin width ``1e9 / fps`` ns).
+        filter_empty_actions: drop bins with no action.
+        action_topics: topics whose events are actions.
+        numeric_actions: add the numeric per-bin columns (``docs/binning.md``).
+        output_dir: when set, stream the result to this folder atomically (a temporary sibling renamed into
+            place; nothing half-written on failure) and return it loaded (memory-mapped) from there.
+            Otherwise the result is built in memory.
+        overwrite: replace an existing ``output_dir``.
+        chunk_events: input events per output chunk (whole episodes); bounds the memory of a streamed write.
+
+    Returns:
+        The same kind of object as the input (``DatasetDict`` for a dict or a folder holding one), with
+        the schema of :func:`binned_features`. The config is saved as JSON in ``info.description``.
+
+    Raises:
+        ValueError: invalid settings, or ``config`` mixed with setting keywords.
+        DatasetError: the input is missing, not an Event Dataset, holds nulls, or an episode spans more bins
+            than int32 holds; or ``output_dir`` would hold the input's own files.
+        OutputExistsError: ``output_dir`` exists and ``overwrite`` is False (checked before any work).
+        MessageValidationError: with ``numeric_actions``, an unreadable keyboard or mouse action.
+    """
+    import datasets
+
+    keywords = BinningConfig(
+        fps=fps,
+        filter_empty_actions=filter_empty_actions,
+        action_topics=tuple(action_topics),
+        numeric_actions=numeric_actions,
+    )
+    if config is None:
+        config = keywords
+    elif keywords != BinningConfig():
+        raise ValueError("Pass either config or the fps/filter_empty_actions/... keywords, not both")
+    if not isinstance(chunk_events, int) or chunk_events < 1:
+        raise ValueError(f"Invalid chunk_events ({chunk_events!r}). Use a positive event count.")
+
+    if isinstance(event_dataset, str | os.PathLike):
+        event_dataset = _load(event_dataset)
+    is_dict = isinstance(event_dataset, datasets.DatasetDict)
+    splits: dict[str | None, Any] = dict(event_dataset) if is_dict else {None: event_dataset}
+    tables = {split: _split_table(dataset, split) for split, dataset in splits.items()}  # validate all first
+
+    features = binned_features(numeric_actions=config.numeric_actions)
+    schema = features.arrow_schema
+    description = json.dumps({"owa_data": {"stage": "binned", "binning": config.to_json()}})
+
+    def info() -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(description=description, features=features)
+
+    def named(split: str | None) -> datasets.NamedSplit | None:
+        return None if split is None else datasets.NamedSplit(split)
+
+    def wrap(parts: dict[str | None, datasets.Dataset]) -> datasets.Dataset | datasets.DatasetDict:
+        return datasets.DatasetDict(parts) if is_dict else parts[None]
+
+    if output_dir is None:
+        built = {
+            split: datasets.Dataset(
+                pa.concat_tables(
+                    [schema.empty_table(), *_iter_split_tables(table, config, schema, split, chunk_events)]
+                ),
+                info=info(),
+                split=named(split),
+            )
+            for split, table in tables.items()
+        }
+        return wrap(built)
+
+    from owa.data.outputs import atomic_output_dir
+
+    output = Path(output_dir).absolute()
+    if any(file == output or output in file.parents for file in _input_files(event_dataset)):
+        raise DatasetError("Output folder holds the input dataset; write the binned dataset elsewhere", path=output)
+    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        # Stream each split to one Arrow file (memory stays flat), then let `datasets` lay out the folder.
+        scratch = tmp / ".scratch"
+        scratch.mkdir()
+        staged: dict[str | None, datasets.Dataset] = {}
+        for number, (split, table) in enumerate(tables.items()):
+            path = scratch / f"split-{number}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+                for chunk in _iter_split_tables(table, config, schema, split, chunk_events):
+                    writer.write_table(chunk)
+            staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
+        wrap(staged).save_to_disk(str(tmp))
+        del staged
+        for item in scratch.iterdir():
+            item.unlink()
+        scratch.rmdir()
+    return datasets.load_from_disk(str(output))
