@@ -1,0 +1,507 @@
+"""``set_transform`` factories: Event and Binned Dataset rows → encoded text and frames, on the fly.
+
+>>> from datasets import load_from_disk
+>>> from owa.data import create_binned_dataset_transform
+>>> dataset = load_from_disk("/data/super-hexagon-bin")  # doctest: +SKIP
+>>> dataset.set_transform(create_binned_dataset_transform())  # doctest: +SKIP
+>>> dataset["train"][0]["encoded_events"]  # doctest: +SKIP
+
+The transforms are thin: text comes from :mod:`owa.data.encoders`, frames from :mod:`owa.data.frames`,
+decoded in one batch per ``__getitems__`` call. Transform objects hold no open files and pickle, so
+they work in DataLoader workers; their :class:`TransformStats` counters live in shared memory, so the
+parent process reads what every worker counted.
+
+Errors are typed (:mod:`owa.data.errors`) and name the row by its key (episode, and ``timestamp_ns`` or
+``bin_idx``: a transform only sees column values, never dataset indices), the episode and the video.
+``on_error="skip"`` turns them into None, counted in ``transform.stats``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.context
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import orjson
+
+from owa.data.encoders import EventEncoder, create_encoder
+from owa.data.errors import DatasetError, MessageValidationError, OWADataError
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "BinnedDatasetTransform",
+    "EventDatasetTransform",
+    "OnError",
+    "TransformStats",
+    "create_binned_dataset_transform",
+    "create_event_dataset_transform",
+    "resolve_episode_path",
+]
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+_ACTION_TOPICS = frozenset({"keyboard", "mouse"})
+_SHARED = multiprocessing.get_context("spawn")
+_EVENT_COLUMNS = ("episode_path", "topic", "timestamp_ns", "message_type", "mcap_message")
+_BINNED_COLUMNS = ("episode_path", "bin_idx", "timestamp_ns", "state", "actions")
+
+
+def resolve_episode_path(episode_path: str, episode_root: str | os.PathLike[str] | None = None) -> str:
+    """The recording a dataset row names, as a path to open.
+
+    Absolute paths are kept; relative ones resolve against ``episode_root`` (default: the current
+    directory, read at call time). Relative media URIs inside the recording then resolve against this
+    path's folder.
+    """
+    if os.path.isabs(episode_path):
+        return episode_path
+    root = os.getcwd() if episode_root is None else os.fspath(episode_root)
+    return os.path.normpath(os.path.join(root, episode_path))
+
+
+# ------------------------------------------------------------------------------------------------ stats
+
+
+class TransformStats:
+    """What a transform produced and skipped, summed over the process and its DataLoader workers.
+
+    Counters live in shared memory created with the transform: workers forked or spawned by a
+    DataLoader add to the same numbers the parent reads. (A copy pickled any other way, e.g. for
+    ``Dataset.map(num_proc=...)``, starts from a snapshot and counts on its own.)
+
+    Attributes (read-only ints): ``rows``, ``events_encoded``, ``events_skipped``, ``images_decoded``,
+    ``images_skipped``; ``errors`` maps error type names to skip counts; ``last_error`` is the message
+    of the latest skipped failure (truncated to 1000 bytes).
+    """
+
+    COUNTERS = ("rows", "events_encoded", "events_skipped", "images_decoded", "images_skipped")
+    ERROR_KINDS = (
+        "VideoNotFoundError",
+        "FrameOutOfRangeError",
+        "FrameDecodeError",
+        "UnsafeMediaURIError",
+        "MessageValidationError",
+        "MediaError",
+        "EncodingError",
+        "DatasetError",
+        "OWADataError",
+    )
+    _LAST_ERROR_BYTES = 1000
+
+    def __init__(self, values: Sequence[int] | None = None, last_error: str | None = None) -> None:
+        size = len(self.COUNTERS) + len(self.ERROR_KINDS)
+        # Made through the spawn context so the lock may also go to spawned or forkserver workers
+        # (macOS/Windows DataLoader defaults); forked workers inherit it either way.
+        self._counts = _SHARED.Array(ctypes.c_int64, size)
+        self._last_error = _SHARED.Array(ctypes.c_char, self._LAST_ERROR_BYTES + 1, lock=False)  # under _counts' lock
+        if values is not None:
+            self._counts[:] = list(values)
+        if last_error:
+            self._set_last_error(last_error)
+
+    def __getattr__(self, name: str) -> int:
+        if name in TransformStats.COUNTERS:
+            return self._counts[TransformStats.COUNTERS.index(name)]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def errors(self) -> dict[str, int]:
+        offset = len(self.COUNTERS)
+        counts = self._counts[offset:]
+        return {name: count for name, count in zip(self.ERROR_KINDS, counts, strict=True) if count}
+
+    @property
+    def last_error(self) -> str | None:
+        value = self._last_error.value.decode("utf-8", errors="replace")
+        return value or None
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = self._counts[: len(self.COUNTERS)]
+        return {**dict(zip(self.COUNTERS, counts, strict=True)), "errors": self.errors, "last_error": self.last_error}
+
+    def reset(self) -> None:
+        with self._counts.get_lock():
+            self._counts[:] = [0] * len(self._counts)
+            self._last_error.value = b""
+
+    def _add(
+        self,
+        errors: Sequence[BaseException] = (),
+        error_counts: dict[str, int] | None = None,
+        last_error: str | None = None,
+        **counts: int,
+    ) -> None:
+        """Add to the counters under one lock round (once per batch): ``counts`` by counter name,
+        skipped ``errors`` (exceptions) or ``error_counts`` (type name -> count)."""
+        with self._counts.get_lock():
+            for name, value in counts.items():
+                if value:
+                    self._counts[self.COUNTERS.index(name)] += value
+            offset = len(self.COUNTERS)
+            for error in errors:
+                self._counts[offset + self._kind(type(error))] += 1
+            for name, count in (error_counts or {}).items():
+                kind = self.ERROR_KINDS.index(name) if name in self.ERROR_KINDS else len(self.ERROR_KINDS) - 1
+                self._counts[offset + kind] += count
+            if errors:
+                last_error = str(errors[-1])
+            if last_error:
+                self._set_last_error(last_error)
+
+    def _kind(self, error_type: type[BaseException]) -> int:
+        for cls in error_type.__mro__:
+            if cls.__name__ in self.ERROR_KINDS:
+                return self.ERROR_KINDS.index(cls.__name__)
+        return len(self.ERROR_KINDS) - 1
+
+    def _set_last_error(self, message: str) -> None:
+        data = message.encode("utf-8")[: self._LAST_ERROR_BYTES]
+        self._last_error.value = data.decode("utf-8", errors="ignore").encode("utf-8")
+
+    def __getstate__(self) -> dict[str, Any]:
+        if multiprocessing.context.get_spawning_popen() is not None:
+            return {"shared": (self._counts, self._last_error)}  # a DataLoader worker: keep sharing
+        return {"values": list(self._counts[:]), "last_error": self.last_error}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "shared" in state:
+            self._counts, self._last_error = state["shared"]
+        else:
+            self.__init__(state["values"], state["last_error"])  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"TransformStats({self.as_dict()})"
+
+
+# ------------------------------------------------------------------------------------------ transforms
+
+
+class _DatasetTransform:
+    """Shared machinery: batch/single handling, error context, frame decoding."""
+
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        encoder: EventEncoder,
+        load_images: bool,
+        encode_actions: bool,
+        keep_original: bool,
+        on_error: OnError,
+        episode_root: str | os.PathLike[str] | None,
+        media_policy: MediaPolicy,
+    ) -> None:
+        if on_error not in get_args(OnError):
+            raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
+        if not isinstance(encoder, EventEncoder):
+            raise TypeError(f"encoder must be an EventEncoder (see owa.data.create_encoder), got {type(encoder)}")
+        self.encoder = encoder
+        self.load_images = bool(load_images)
+        self.encode_actions = bool(encode_actions)
+        self.keep_original = bool(keep_original)
+        self.on_error: OnError = on_error
+        self.episode_root = None if episode_root is None else os.fspath(episode_root)
+        self.media_policy = media_policy
+        self.stats = TransformStats()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Transform a batch (``{column: [values]}``, what ``set_transform`` passes) or a single row."""
+        missing = [c for c in self.required if c not in batch]
+        if missing:
+            raise DatasetError(
+                f"{type(self).__name__} needs columns {list(self.required)}; missing {missing} (columns given: "
+                f"{sorted(batch)}). Is this the right kind of dataset?"
+            )
+        single = not isinstance(batch[self.required[0]], list)
+        if single:
+            batch = {key: [value] for key, value in batch.items()}
+        out = self._transform(batch)
+        if self.keep_original:
+            out = {**batch, **out}
+        self.stats._add(rows=len(batch[self.required[0]]))
+        return {key: values[0] for key, values in out.items()} if single else out
+
+    def _transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        raise NotImplementedError
+
+    def _episode(self, episode_path: str) -> str:
+        return resolve_episode_path(episode_path, self.episode_root)
+
+    def _encode(self, data: bytes, episode: str, row_context: dict[str, Any]) -> tuple[str, list[ScreenCaptured]]:
+        """encoder.encode_serialized, with the row's context on errors."""
+        try:
+            return self.encoder.encode_serialized(data, episode_path=episode)
+        except OWADataError as e:
+            raise _add_context(e, **row_context) from e
+
+    def _frames(self, screens: list[ScreenCaptured], contexts: list[dict[str, Any]]) -> list[Any]:
+        """PIL images (or the references, without ``load_images``) for ``screens``; None where skipped."""
+        if not self.load_images:
+            return list(screens)
+        if not screens:
+            return []
+        from owa.data.frames import DecodeStats, decode_screens  # the engine is imported on first use
+
+        decode_stats = DecodeStats()
+        try:
+            arrays = decode_screens(screens, policy=self.media_policy, on_error=self.on_error, stats=decode_stats)
+        except OWADataError as e:
+            raise self._locate(screens, contexts, e) from e
+        self.stats._add(
+            error_counts=decode_stats.errors,
+            last_error=decode_stats.last_error,
+            images_decoded=decode_stats.decoded,
+            images_skipped=decode_stats.skipped,
+        )
+        return [None if array is None else _to_pil(array) for array in arrays]
+
+    def _locate(self, screens: list[ScreenCaptured], contexts: list[dict[str, Any]], error: OWADataError) -> Exception:
+        """Find the row whose frame failed (decoding row by row, only on this failure path) and name it."""
+        from owa.data.frames import decode_screens
+
+        rows: dict[int, list[int]] = {}
+        for i, context in enumerate(contexts):
+            rows.setdefault(context["_row"], []).append(i)
+        for indices in rows.values():
+            try:
+                decode_screens([screens[i] for i in indices], policy=self.media_policy, on_error="raise")
+            except OWADataError as e:
+                return _add_context(e, **_public(contexts[indices[0]]))
+        return _add_context(error, episode=sorted({c["episode"] for c in contexts}))
+
+    def _skip(self, error: OWADataError) -> None:
+        if self.stats.events_skipped == 0:
+            logger.warning("Skipping events that cannot be encoded (counted in transform.stats): %s", error)
+
+
+class EventDatasetTransform(_DatasetTransform):
+    """The transform :func:`create_event_dataset_transform` returns (picklable; see there)."""
+
+    required = ("episode_path", "mcap_message")
+
+    def _transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        n = len(batch["episode_path"])
+        topics = batch.get("topic")
+        timestamps = batch.get("timestamp_ns")
+        encoded: list[str | None] = [None] * n
+        images: list[Any] = [None] * n
+        screens: list[ScreenCaptured] = []
+        contexts: list[dict[str, Any]] = []
+        slots: list[int] = []
+        encoded_count = 0
+        errors: list[OWADataError] = []
+        for i in range(n):
+            episode = self._episode(batch["episode_path"][i])
+            topic = topics[i] if topics is not None else None
+            context = {"episode": episode, "timestamp_ns": timestamps[i] if timestamps is not None else None}
+            if topic in _ACTION_TOPICS and not self.encode_actions:
+                continue  # really left unencoded
+            try:
+                text, screen_refs = self._encode(batch["mcap_message"][i], episode, context)
+            except OWADataError as e:
+                if self.on_error == "raise":
+                    raise
+                self._skip(e)
+                errors.append(e)
+                continue
+            encoded[i] = text
+            encoded_count += 1
+            for screen in screen_refs:
+                screens.append(screen)
+                contexts.append({**context, "_row": i})
+                slots.append(i)
+        self.stats._add(errors, events_encoded=encoded_count, events_skipped=len(errors))
+        for i, frame in zip(slots, self._frames(screens, contexts), strict=True):
+            images[i] = frame
+        return {"encoded_event": encoded, "image": images}
+
+
+class BinnedDatasetTransform(_DatasetTransform):
+    """The transform :func:`create_binned_dataset_transform` returns (picklable; see there)."""
+
+    required = ("episode_path", "state", "actions")
+
+    def __init__(self, *, instruction: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a str, got {type(instruction).__name__}")
+        self.instruction = instruction
+
+    def _transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        n = len(batch["episode_path"])
+        bin_indices = batch.get("bin_idx")
+        timestamps = batch.get("timestamp_ns")
+        screens: list[ScreenCaptured] = []
+        contexts: list[dict[str, Any]] = []
+        owners: list[int] = []
+        encoded_events: list[list[str | None] | None] = [None] * n
+        encoded_count = 0
+        errors: list[OWADataError] = []
+        for i in range(n):
+            episode = self._episode(batch["episode_path"][i])
+            context = {
+                "episode": episode,
+                "bin_idx": bin_indices[i] if bin_indices is not None else None,
+                "timestamp_ns": timestamps[i] if timestamps is not None else None,
+            }
+            for data in batch["state"][i] or ():
+                screens.append(self._screen(data, episode, context))
+                contexts.append({**context, "_row": i})
+                owners.append(i)
+            if not self.encode_actions:
+                continue  # really left unencoded: encoded_events is None
+            texts: list[str | None] = []
+            for data in batch["actions"][i] or ():
+                try:
+                    texts.append(self._encode(data, episode, context)[0])
+                    encoded_count += 1
+                except OWADataError as e:
+                    if self.on_error == "raise":
+                        raise
+                    self._skip(e)
+                    errors.append(e)
+                    texts.append(None)
+            encoded_events[i] = texts
+        self.stats._add(errors, events_encoded=encoded_count, events_skipped=len(errors))
+        images: list[list[Any]] = [[] for _ in range(n)]
+        for i, frame in zip(owners, self._frames(screens, contexts), strict=True):
+            images[i].append(frame)
+        return {"instruction": [self.instruction] * n, "images": images, "encoded_events": encoded_events}
+
+    def _screen(self, data: bytes, episode: str, context: dict[str, Any]) -> ScreenCaptured:
+        try:
+            envelope = orjson.loads(data)
+            message_type, payload = envelope["message_type"], envelope["message"]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+            raise DatasetError(f"A state entry is not an McapMessage JSON object: {e}", **context) from e
+        if message_type != ScreenCaptured.message_type:
+            raise DatasetError(
+                f"A state entry has message type {message_type!r}; the Binned Dataset's state holds "
+                f"{ScreenCaptured.message_type} messages",
+                **context,
+            )
+        from pydantic import ValidationError
+
+        try:
+            screen = ScreenCaptured.model_validate_json(payload)
+        except ValidationError as e:
+            raise MessageValidationError(
+                f"Invalid {ScreenCaptured.message_type} payload: {e.errors(include_url=False)}", **context
+            ) from e
+        return screen.with_base_dir(os.path.dirname(os.path.abspath(episode)))
+
+
+def create_event_dataset_transform(
+    encoder_type: str = "hierarchical",
+    load_images: bool = True,
+    encode_actions: bool = True,
+    keep_original: bool = False,
+    encoder: EventEncoder | None = None,
+    *,
+    on_error: OnError = "raise",
+    episode_root: str | os.PathLike[str] | None = None,
+    media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+) -> EventDatasetTransform:
+    """A ``set_transform`` function for the Event Dataset.
+
+    Each row gains:
+
+    - ``encoded_event`` (str): the event's text (``encoder`` or ``create_encoder(encoder_type)``);
+      None for keyboard/mouse rows when ``encode_actions`` is False, and for skipped rows.
+    - ``image``: for screen rows a ``PIL.Image`` (RGB) when ``load_images``, else the lazy
+      :class:`ScreenCaptured` reference (relative media resolved against the episode's folder);
+      None for other rows and for skipped frames.
+
+    Args:
+        keep_original: also return the row's original columns.
+        on_error: ``"raise"`` (default) raises a typed error naming the row (episode and
+            ``timestamp_ns``), the episode and the video; ``"skip"`` returns None in its place and counts
+            it in ``transform.stats``.
+        episode_root: folder that relative ``episode_path`` values resolve against (default: the
+            current directory); see :func:`resolve_episode_path`.
+        media_policy: which media URIs may be opened.
+
+    Raises (from the transform): EncodingError (e.g. a window row: unsupported topic), MediaError
+    subclasses (VideoNotFoundError, FrameOutOfRangeError, ...), DatasetError (missing columns).
+    """
+    return EventDatasetTransform(
+        encoder=encoder if encoder is not None else create_encoder(encoder_type),
+        load_images=load_images,
+        encode_actions=encode_actions,
+        keep_original=keep_original,
+        on_error=on_error,
+        episode_root=episode_root,
+        media_policy=media_policy,
+    )
+
+
+def create_binned_dataset_transform(
+    instruction: str = "Complete the computer task",
+    encoder_type: str = "hierarchical",
+    load_images: bool = True,
+    encode_actions: bool = True,
+    keep_original: bool = False,
+    encoder: EventEncoder | None = None,
+    *,
+    on_error: OnError = "raise",
+    episode_root: str | os.PathLike[str] | None = None,
+    media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+) -> BinnedDatasetTransform:
+    """A ``set_transform`` function for the Binned Dataset (the keys the spec's PyTorch example reads).
+
+    Each row becomes:
+
+    - ``instruction`` (str);
+    - ``images``: one entry per ``state`` screen, in order: a ``PIL.Image`` when ``load_images``, else
+      the lazy :class:`ScreenCaptured` reference; None for a skipped frame;
+    - ``encoded_events``: the text of each ``actions`` event, in order (None for a skipped one), or
+      None when ``encode_actions`` is False.
+
+    Frames of all rows of a batch are decoded together. Arguments as
+    :func:`create_event_dataset_transform`; errors name the episode, ``bin_idx`` and the video.
+    """
+    return BinnedDatasetTransform(
+        instruction=instruction,
+        encoder=encoder if encoder is not None else create_encoder(encoder_type),
+        load_images=load_images,
+        encode_actions=encode_actions,
+        keep_original=keep_original,
+        on_error=on_error,
+        episode_root=episode_root,
+        media_policy=media_policy,
+    )
+
+
+def _to_pil(array: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def _public(context: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in context.items() if not k.startswith("_")}
+
+
+def _add_context(error: OWADataError, **fields: Any) -> OWADataError:
+    """A copy of ``error`` (same type) that also names the row; context it already has wins."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    timestamp_ns = error.timestamp_ns if error.timestamp_ns is not None else fields.pop("timestamp_ns", None)
+    fields.pop("timestamp_ns", None)
+    if error.path is not None and "episode" in fields and fields["episode"] == error.path:
+        fields.pop("episode")  # the file named already is the episode (an encoding error)
+    context = {**fields, **error.context}
+    copy = type(error).__new__(type(error))
+    OWADataError.__init__(
+        copy, error.reason, path=error.path, topic=error.topic, timestamp_ns=timestamp_ns, row=error.row, **context
+    )
+    return copy
