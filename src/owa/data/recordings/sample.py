@@ -15,10 +15,12 @@ What is in an episode of ``seconds`` seconds:
 * ``window``: the active window about once a second and at every switch between 2-4 windows.
 * ``keyboard/state`` and ``mouse/state``: about once a second.
 * ``screen``: ScreenCaptured with ``media_ref {"uri": "<name>.mkv", "pts_ns"}``. The screen is sampled
-  at ``fps``; with ``variable_frame_rate`` a frame is only encoded when the synthetic screen changed,
-  so gaps between frames are irregular. Each encoded frame gets a screen message whose ``pts_ns`` is
-  exactly the frame's pts; a fraction ``stale_screen_prob`` of unchanged ticks also get one, whose
-  ``pts_ns`` falls between frames (the frame *played at* that time is the previous one).
+  at ``fps``; with ``variable_frame_rate`` a frame is only encoded when the synthetic screen changed
+  (a typed key, a click, a scroll, a window switch, a drag, the caret blinking every 500 ms; the
+  pointer itself is not captured), so gaps between frames are irregular, at most about 500 ms. Each encoded
+  frame gets a screen message whose ``pts_ns`` is exactly the frame's pts; a fraction
+  ``stale_screen_prob`` of unchanged ticks also get one, whose ``pts_ns`` falls between frames (the
+  frame *played at* that time is the previous one).
 
 The video is Matroska, time base 1/1000 (pts in ms), no B-frames, HEVC (libx265) or H.264 (libx264),
 with a keyframe on the first frame at or after every multiple of ``keyframe_interval_s``. Every
@@ -364,7 +366,7 @@ def _simulate(config: SampleConfig, rng: np.random.Generator, start_ns: int) -> 
     period_ns = _S / config.mouse_hz
     t = int(rng.uniform(0.0, 0.3) * _S)
     while True:
-        t += int(rng.exponential(0.4) * _S)  # idle pause
+        t += int((0.1 + rng.exponential(0.3)) * _S)  # idle pause, longer than a drag press lead
         stroke_ns = int(rng.uniform(0.15, 0.9) * _S)
         if t + stroke_ns + 400 * _MS >= duration_ns:
             break
@@ -444,6 +446,7 @@ def _simulate(config: SampleConfig, rng: np.random.Generator, start_ns: int) -> 
 
     # ---- keyboard: typing bursts and long holds, every press paired with its release ----
     key_spans: list[tuple[int, int, int]] = []
+    shift_span: int | None = None  # index in key_spans of the latest shift hold
     t = int(rng.uniform(0.1, 1.0) * _S)
     while t < duration_ns:
         if rng.random() < 0.15:
@@ -459,9 +462,15 @@ def _simulate(config: SampleConfig, rng: np.random.Generator, start_ns: int) -> 
                     t = max(t, last_release + 10 * _MS)
                 release = t + int(rng.uniform(40, 130) * _MS)
                 if rng.random() < 0.1:  # a shifted key: shift wraps it
+                    shift_press = t - int(rng.uniform(20, 60) * _MS)
                     shift_release = release + int(rng.uniform(10, 40) * _MS)
                     if shift_release < duration_ns:
-                        key_spans.append((t - int(rng.uniform(20, 60) * _MS), shift_release, _VK_LSHIFT))
+                        if shift_span is not None and key_spans[shift_span][1] >= shift_press:
+                            # Shift is still down from the previous shifted key: keep holding it.
+                            key_spans[shift_span] = (key_spans[shift_span][0], shift_release, _VK_LSHIFT)
+                        else:
+                            shift_span = len(key_spans)
+                            key_spans.append((shift_press, shift_release, _VK_LSHIFT))
                         key_spans.append((t, release, vk))
                 elif release < duration_ns:
                     key_spans.append((t, release, vk))
@@ -488,14 +497,20 @@ def _simulate(config: SampleConfig, rng: np.random.Generator, start_ns: int) -> 
     key_spans.sort()
     presses = sorted((p, vk) for p, _, vk in key_spans if vk != _VK_LSHIFT)
     scroll_events.sort()
+    # What changes the captured screen: typed keys, clicks, scrolls, window switches, the pointer only
+    # while it drags a selection (the hardware pointer itself is not captured), and the caret's blink.
+    dragging = np.zeros(len(move_t), dtype=bool)
+    for press, release, _ in button_spans:
+        dragging |= (move_t >= press) & (move_t < release)
     change_t = np.sort(
         np.concatenate(
             [
-                move_t,
-                np.array([p for p, _, _ in key_spans] + [r for _, r, _ in key_spans], dtype=np.int64),
-                np.array([s[0] for s in button_spans] + [s[1] for s in button_spans], dtype=np.int64),
+                np.array([p for p, _ in presses], dtype=np.int64),
+                np.array([s[0] for s in button_spans], dtype=np.int64),
                 np.array([s[0] for s in scroll_events], dtype=np.int64),
                 window_t[1:],
+                move_t[dragging],
+                np.arange(1, duration_ns // _CARET_BLINK_NS + 1, dtype=np.int64) * _CARET_BLINK_NS,
             ]
         )
     )
@@ -536,7 +551,7 @@ def _raw(dx: int, dy: int, button_flags: int, button_data: int, t_ns: int) -> di
 # Screen: which ticks get a frame, what a frame shows, and the encoder
 # --------------------------------------------------------------------------------------------------
 
-_ANIMATION_PROB = 0.03  # an idle tick where something small on screen still changes (a caret, a clock)
+_CARET_BLINK_NS = 500 * _MS  # the text caret toggles this often, so an idle screen still changes now and then
 
 
 @dataclasses.dataclass(slots=True)
@@ -545,7 +560,6 @@ class _ScreenPlan:
     has_frame: np.ndarray  # bool per tick: a frame is encoded
     logged: np.ndarray  # bool per tick: a screen message is logged
     latency_ns: np.ndarray  # per tick: log time minus capture time
-    animation: np.ndarray  # per tick: animation counter (changes on animation ticks)
 
 
 def _plan_screen(config: SampleConfig, timeline: _Timeline, rng: np.random.Generator) -> _ScreenPlan:
@@ -556,48 +570,45 @@ def _plan_screen(config: SampleConfig, timeline: _Timeline, rng: np.random.Gener
     bounds = np.searchsorted(timeline.change_t, tick_ms * _MS, side="right")
     changed = np.diff(bounds, prepend=0) > 0
     # Draw every random number whatever the flags, so .mcap content does not depend on `video`.
-    animated = rng.random(n) < _ANIMATION_PROB
     stale = rng.random(n) < config.stale_screen_prob
     latency_ns = rng.integers(200_000, 3 * _MS, size=n)
-    has_frame = (changed | animated) if config.variable_frame_rate else np.ones(n, dtype=bool)
+    has_frame = changed if config.variable_frame_rate else np.ones(n, dtype=bool)
     has_frame[0] = True
     return _ScreenPlan(
         tick_ms=tick_ms,
         has_frame=has_frame,
         logged=has_frame | stale,
         latency_ns=latency_ns,
-        animation=np.cumsum(animated),
     )
 
 
 class _Renderer:
-    """Draws the synthetic screen at a time: desktop, active window with typed text, pointer, marker."""
+    """Draws the synthetic screen at a time: desktop, active window with typed text and caret, the
+    mark of the last click, a drag selection, and the frame marker."""
 
     def __init__(self, config: SampleConfig, timeline: _Timeline) -> None:
         self.config, self.tl = config, timeline
         self.sx, self.sy = config.width / config.screen_width, config.height / config.screen_height
         self.band = config.height // 8
         self.cell_w, self.cell_h = max(2, config.width // 48), max(3, config.height // 30)
-        self.cursor = max(3, config.width // 48)
+        self.mark = max(3, config.width // 48)
         self.glyph_colors = np.array(
             [[(vk * 37) % 160, (vk * 91) % 160, (vk * 53) % 160] for vk in range(256)], np.uint8
         )
+        self.presses = np.array([p for p, _, _ in timeline.button_spans], dtype=np.int64)
 
-    def render(self, t_ns: int, frame_index: int, animation: int) -> np.ndarray:
+    def render(self, t_ns: int, frame_index: int) -> np.ndarray:
         cfg, tl = self.config, self.tl
-        w, h = cfg.width, cfg.height
         window = int(tl.window_idx[np.searchsorted(tl.window_t, t_ns, side="right") - 1])
         background, panel = tl.window_colors[window]
-        img = np.empty((h, w, 3), dtype=np.uint8)
+        img = np.empty((cfg.height, cfg.width, 3), dtype=np.uint8)
         img[:] = background
         left, top, right, bottom = tl.windows[window]["rect"]
         x0, x1 = int(left * self.sx), int(right * self.sx)
         y0, y1 = max(self.band, int(top * self.sy)), int(bottom * self.sy)
         img[y0:y1, x0:x1] = panel
         self._draw_text(img, t_ns, x0, y0, x1, y1)
-        # A small "clock" that changes on animation ticks, so idle screens still change now and then.
-        img[h - self.cell_h * 2 :, w - self.cell_w * 4 :] = ((animation * 53) % 256, (animation * 97) % 256, 128)
-        self._draw_pointer(img, t_ns)
+        self._draw_clicks(img, t_ns)
         render_frame_marker(img, frame_index)
         return img
 
@@ -609,26 +620,38 @@ class _Renderer:
         typed = int(np.searchsorted(tl.press_t, t_ns, side="right"))
         i = int(np.searchsorted(tl.scroll_t, t_ns, side="right")) - 1
         scroll = int(tl.scroll_cum[i]) if i >= 0 else 0
-        # Scrolling up (dy > 0) moves the text down; only the last screenful is drawn.
-        last_row = (typed - 1) // cols if typed else 0
-        first_row = max(0, last_row - rows + 1)
-        for j in range(first_row * cols, typed):
+        # Only the last screenful is drawn; scrolling up (dy > 0) moves the text down.
+        first_row = max(0, typed // cols - rows + 1)
+        for j in range(first_row * cols, typed + 1):
             row = j // cols - first_row + scroll
             if 0 <= row < rows:
                 gx, gy = x0 + cw + (j % cols) * (cw + 1), y0 + ch + row * (ch + 1)
-                img[gy : gy + ch, gx : gx + cw] = self.glyph_colors[int(tl.press_vk[j]) & 255]
+                if j < typed:
+                    img[gy : gy + ch, gx : gx + cw] = self.glyph_colors[int(tl.press_vk[j]) & 255]
+                elif (t_ns // _CARET_BLINK_NS) % 2 == 0:  # the caret after the last glyph, blinking
+                    img[gy : gy + ch, gx : gx + 1] = 0
 
-    def _draw_pointer(self, img: np.ndarray, t_ns: int) -> None:
+    def _draw_clicks(self, img: np.ndarray, t_ns: int) -> None:
+        tl, c = self.tl, self.mark
+        i = int(np.searchsorted(self.presses, t_ns, side="right")) - 1
+        if i < 0:
+            return
+        press, release, button = tl.button_spans[i]
+        px, py = self._position_at(press)
+        if t_ns < release:  # held: a drag selection from the press to the pointer
+            qx, qy = self._position_at(t_ns)
+            xa, xb = sorted((px, qx))
+            ya, yb = sorted((max(py, self.band), max(qy, self.band)))
+            img[ya : yb + 1, max(xa, 0) : max(xb + 1, 0)] //= 2
+        color = {"left": (255, 255, 255), "right": (255, 40, 40), "middle": (40, 40, 255)}[button]
+        if 0 <= px < img.shape[1] and self.band <= py < img.shape[0]:
+            img[py : py + c, px : px + c] = color
+
+    def _position_at(self, t_ns: int) -> tuple[int, int]:
         tl = self.tl
         i = int(np.searchsorted(tl.move_t, t_ns, side="right")) - 1
         x, y = tl.start_pos if i < 0 else (int(tl.move_x[i]), int(tl.move_y[i]))
-        px, py = int(x * self.sx), int(y * self.sy)
-        if not (0 <= px < img.shape[1] and self.band <= py < img.shape[0]):
-            return  # off this screen (another monitor)
-        held = any(p <= t_ns < r for p, r, _ in tl.button_spans)
-        c = self.cursor
-        img[py : py + c, px : px + c] = 0
-        img[py + 1 : py + c - 1, px + 1 : px + c - 1] = (255, 40, 40) if held else (255, 255, 255)
+        return int(x * self.sx), int(y * self.sy)
 
 
 def _encoder_options(config: SampleConfig, keyint: int) -> dict[str, str]:
@@ -667,7 +690,7 @@ def _encode_video(
         stream.codec_context.thread_count = 1 if config.width * config.height <= 320 * 240 else 0
         for index, tick in enumerate(frame_ticks.tolist()):
             t_ms = int(plan.tick_ms[tick])
-            frame = av.VideoFrame.from_ndarray(renderer.render(t_ms * _MS, index, int(plan.animation[tick])), "rgb24")
+            frame = av.VideoFrame.from_ndarray(renderer.render(t_ms * _MS, index), "rgb24")
             frame.pts, frame.time_base = t_ms, time_base
             frame.pict_type = PictureType.I if is_key[index] else PictureType.NONE
             container.mux(stream.encode(frame))
