@@ -16,7 +16,15 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["QWEN2_PATTERN", "QWEN25_SPECIAL_TOKENS", "qwen25_tokenizer", "qwen_tiktoken_path", "tiny_bpe_tokenizer"]
+__all__ = [
+    "EVENT_TOPICS",
+    "QWEN2_PATTERN",
+    "QWEN25_SPECIAL_TOKENS",
+    "event_dataset_from_mcap",
+    "qwen25_tokenizer",
+    "qwen_tiktoken_path",
+    "tiny_bpe_tokenizer",
+]
 
 # Qwen2's pre-tokenizer split pattern (digits one by one, unlike GPT-4's \p{N}{1,3}).
 QWEN2_PATTERN = (
@@ -120,3 +128,48 @@ def tiny_bpe_tokenizer() -> PreTrainedTokenizerFast:
         eos_token="<eos>",
         clean_up_tokenization_spaces=False,
     )
+
+
+EVENT_TOPICS = ("keyboard", "mouse", "screen")
+
+
+def event_dataset_from_mcap(mcap_path: str | Path, *, episode_path: str | None = None, topics=EVENT_TOPICS):
+    """An Event Dataset split (the spec's exact features) from a current-form (0.5.x) recording.
+
+    Read with the bare ``mcap`` package, so these tests do not depend on stage 1. ``episode_path`` defaults to
+    ``mcap_path``.
+    """
+    import datasets
+    from mcap.reader import make_reader
+
+    from owa.data.messages import dump_mcap_message_json
+
+    episode = str(mcap_path) if episode_path is None else episode_path
+    rows: dict[str, list] = {
+        "episode_path": [],
+        "topic": [],
+        "timestamp_ns": [],
+        "message_type": [],
+        "mcap_message": [],
+    }
+    with open(mcap_path, "rb") as f:
+        for schema, channel, message in make_reader(f).iter_messages(log_time_order=True):
+            if channel.topic not in topics:
+                continue
+            rows["episode_path"].append(episode)
+            rows["topic"].append(channel.topic)
+            rows["timestamp_ns"].append(message.log_time)
+            rows["message_type"].append(schema.name)
+            rows["mcap_message"].append(
+                dump_mcap_message_json(channel.topic, message.log_time, schema.name, message.data)
+            )
+    features = datasets.Features(
+        {
+            "episode_path": datasets.Value("string"),
+            "topic": datasets.Value("string"),
+            "timestamp_ns": datasets.Value("int64"),
+            "message_type": datasets.Value("string"),
+            "mcap_message": datasets.Value("binary"),
+        }
+    )
+    return datasets.Dataset.from_dict(rows, features=features)

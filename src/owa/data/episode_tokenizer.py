@@ -369,7 +369,7 @@ class EpisodeTokenizer:
             self._lookup_is_exact,
         ):
             digest.update(repr(part).encode())
-        return "owa-episode-tokenizer-" + digest.hexdigest()[:32]
+        return "owa-tok-" + digest.hexdigest()[:32]  # datasets caps fingerprints (with shard suffix) at 64
 
     # ------------------------------------------------------------------------------------------------------------
     # Decoding

@@ -155,7 +155,8 @@ class FSLDataset:
             ``None`` or 0 switches it off.
         media_policy: which media URIs frames may be read from.
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
-            the image's place (keeping one entry per image) and counts it in :attr:`image_errors`.
+            the image's place (keeping one entry per image) and counts it in :attr:`image_stats`
+            (a :class:`owa.data.frames.DecodeStats`, per process).
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
@@ -196,7 +197,7 @@ class FSLDataset:
         self.log_every = log_every or None
         self.media_policy = media_policy
         self.on_image_error = on_image_error
-        self.image_errors = 0
+        self.image_stats: Any = None  # owa.data.frames.DecodeStats once images were decoded with "skip"
         self._plan: PackingPlan | None = None
         self._throughput: _Throughput | None = None
 
@@ -363,8 +364,11 @@ class FSLDataset:
 
         from owa.data.frames import decode_screens
 
-        frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error)
-        self.image_errors += sum(frame is None for frame in frames)
+        if self.on_image_error == "skip" and self.image_stats is None:
+            from owa.data.frames import DecodeStats
+
+            self.image_stats = DecodeStats()
+        frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=self.image_stats)
         return [None if frame is None else Image.fromarray(frame, mode="RGB") for frame in frames]
 
     def take(self, n: int) -> _SampleView:

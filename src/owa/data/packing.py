@@ -123,7 +123,7 @@ def plan_packing(
     # next_start[i]: the first event that does not fit in a sample starting at event i. Vectorized over all
     # events at once; the greedy plan then follows this chain from event 0, one step per sample.
     next_start = np.searchsorted(token_offsets, token_offsets[:-1] + max_sequence_length, side="right") - 1
-    if episode_start is not None:
+    if episode_start is not None and n:
         # The first event of the next episode, for every event: a reverse running minimum of episode starts.
         start_index = np.where(np.asarray(episode_start, dtype=bool), np.arange(n, dtype=np.int64), n)
         start_index[0] = n  # event 0 starts its own sample anyway; only later starts cut

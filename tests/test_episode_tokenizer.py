@@ -1,0 +1,307 @@
+"""EpisodeTokenizer: config, prepare_model, exact ids against real tokenizers, episode tokens, decode."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from owa.data.episode_tokenizer import (
+    EpisodeTokenizer,
+    EpisodeTokenizerConfig,
+    _occurs_in_concatenation,
+    deserialize_screen,
+    serialize_screen,
+)
+from owa.data.errors import DatasetError, EncodingError, TokenizerNotPreparedError
+from owa.data.messages import McapMessage, MediaRef, ScreenCaptured
+from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer, tiny_bpe_tokenizer
+
+KEY_A = McapMessage(
+    topic="keyboard",
+    timestamp=1_234_567_890,  # 1.2345... s into a 4 s period: digits 1, 2, 3
+    message=b'{"event_type":"press","vk":65}',
+    message_type="desktop/KeyboardEvent",
+)
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    """The real Qwen2.5 tokenizer prepared with the spec's settings (image token ``<image>``); read-only."""
+    tokenizer = qwen25_tokenizer()
+    event_tokenizer = EpisodeTokenizer(image_token="<image>")
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    return event_tokenizer, tokenizer
+
+
+@pytest.fixture(scope="module")
+def two_episodes(recordings_dir) -> datasets.Dataset:
+    first = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap")
+    second = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap", episode_path=str(recordings_dir / "copy.mcap"))
+    return datasets.concatenate_datasets([first, second])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Config and preparation
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_spec_and_validated() -> None:
+    event_tokenizer = EpisodeTokenizer()
+    assert event_tokenizer.config == EpisodeTokenizerConfig(
+        encoder_type="hierarchical",
+        image_token="<IMAGE>",
+        image_token_length=64,
+        episode_start_token="<EPISODE_START>",
+        episode_end_token="<EPISODE_END>",
+    )
+    custom = EpisodeTokenizer(image_token="<image>", image_token_length=4)
+    assert custom.encoder.config.image_token == "<image>"
+    assert EpisodeTokenizer.from_config(custom.config).config == custom.config
+    with pytest.raises(ValueError, match="image_token_length"):
+        EpisodeTokenizer(image_token_length=0)
+    with pytest.raises(ValueError, match="must differ"):
+        EpisodeTokenizer(episode_end_token="<EPISODE_START>")
+    with pytest.raises(ValueError, match="encoder_type"):
+        EpisodeTokenizer(encoder_type="yaml")
+
+
+def test_everything_needs_prepare_model_first() -> None:
+    event_tokenizer = EpisodeTokenizer()
+    for call in (
+        lambda: event_tokenizer.tokenize(KEY_A),
+        lambda: event_tokenizer.tokenize_event_dataset(datasets.Dataset.from_dict({"a": [1]})),
+        lambda: event_tokenizer.decode([1, 2]),
+        lambda: event_tokenizer.image_token_id,
+    ):
+        with pytest.raises(TokenizerNotPreparedError, match="prepare_model"):
+            call()
+
+
+def test_prepare_model_adds_sorted_tokens_with_deterministic_ids() -> None:
+    first, second = tiny_bpe_tokenizer(), tiny_bpe_tokenizer()
+    base = len(first)
+    a, b = EpisodeTokenizer(image_token_length=4), EpisodeTokenizer(image_token_length=4)
+    vocab = a.get_vocab()
+    assert vocab == sorted(vocab) and "<EPISODE_START>" in vocab and "<IMAGE>" in vocab and "<x2>" in vocab
+    assert a.prepare_model(tokenizer=first) == len(vocab)
+    b.prepare_model(tokenizer=second)
+    assert [a.token_id(t) for t in vocab] == list(range(base, base + len(vocab)))
+    assert [b.token_id(t) for t in vocab] == [a.token_id(t) for t in vocab]
+    assert first.convert_tokens_to_ids("<EVENT_START>") == a.token_id("<EVENT_START>")
+    # Preparing again adds nothing and keeps the ids.
+    assert EpisodeTokenizer(image_token_length=4).prepare_model(tokenizer=first) == 0
+    assert len(first) == base + len(vocab)
+
+
+def test_prepare_model_resizes_embeddings() -> None:
+    pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_bpe_tokenizer()
+    base = len(tokenizer)
+    config = LlamaConfig(
+        vocab_size=base,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    model = LlamaForCausalLM(config)
+    EpisodeTokenizer().prepare_model(tokenizer=tokenizer, model=model)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) > base
+    assert model.get_output_embeddings().weight.shape[0] == len(tokenizer)
+
+    big = LlamaForCausalLM(LlamaConfig(**{**config.to_dict(), "vocab_size": 4096}))
+    EpisodeTokenizer().prepare_model(tokenizer=tiny_bpe_tokenizer(), model=big)
+    assert big.get_input_embeddings().weight.shape[0] == 4096  # a padded, larger vocabulary is kept
+
+
+# ------------------------------------------------------------------------------------------------------------
+# tokenize
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_tokenize_keyboard_exact() -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer()
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    out = event_tokenizer.tokenize(KEY_A)
+    tokens = ["<EVENT_START>", "<TIMESTAMP>", "<1>", "<2>", "<3>", "<KEYBOARD>", "<65>", "<press>", "<EVENT_END>"]
+    assert out["text"] == "".join(tokens)
+    assert out["token_ids"] == [event_tokenizer.token_id(t) for t in tokens]
+    assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
+    assert out["images"] == [] and out["total_token_count"] == 9
+
+
+def test_tokenize_screen_repeats_the_image_token(tmp_path) -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer(image_token="<image>", image_token_length=3)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    screen = ScreenCaptured(utc_ns=5, shape=(8, 6), media_ref=MediaRef(uri="v.mkv", pts_ns=40_000_000))
+    message = McapMessage(
+        topic="screen",
+        timestamp=4_000_000_000 + 20_000_000,  # 20 ms into the period: digits 0, 0, 2
+        message=screen.model_dump_json(exclude_none=True).encode(),
+        message_type="desktop/ScreenCaptured",
+    ).with_source(tmp_path / "ep.mcap")
+    out = event_tokenizer.tokenize(message)
+    assert out["text"] == "<EVENT_START><TIMESTAMP><0><0><2><image><image><image><EVENT_END>"
+    assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
+    assert out["token_ids"].count(event_tokenizer.image_token_id) == 3
+    [image] = out["images"]
+    assert image.media_ref == screen.media_ref and image.base_dir == str(tmp_path)
+    assert deserialize_screen(serialize_screen(image)).base_dir == str(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# tokenize_event_dataset on a real recording with the real Qwen2.5 tokenizer
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_real_recording_ids_equal_tokenizer_encode(qwen, two_episodes, recordings_dir) -> None:
+    event_tokenizer, tokenizer = qwen
+    assert event_tokenizer._lookup_is_exact  # the fast path is the one under test
+    out = event_tokenizer.tokenize_event_dataset(two_episodes)
+    assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
+    assert out.features["token_ids"].feature.dtype == "int32"
+    assert out.features["total_token_count"].dtype == "int64"
+    assert len(out) == len(two_episodes) == 2 * 255
+    texts, token_ids = out["text"], out["token_ids"]
+    for text, ids in zip(texts, token_ids, strict=True):
+        assert ids == tokenizer.encode(text, add_special_tokens=False)
+    assert out["total_token_count"] == [len(ids) for ids in token_ids]
+
+    # Texts are the encoder's, image token repeated 64 times, episode tokens on each episode's first and last event.
+    encoder = event_tokenizer.encoder
+    n = len(two_episodes) // 2
+    for row, (path, message) in enumerate(zip(two_episodes["episode_path"], two_episodes["mcap_message"], strict=True)):
+        text, images = encoder.encode_serialized(message, episode_path=path)
+        expected = text.replace("<image>", "<image>" * 64)
+        if row % n == 0:
+            expected = "<EPISODE_START>" + expected
+        if row % n == n - 1:
+            expected += "<EPISODE_END>"
+        assert texts[row] == expected
+        refs = [deserialize_screen(r) for r in out[row]["images"]]
+        assert [r.media_ref for r in refs] == [i.media_ref for i in images]
+        assert all(r.base_dir == str(recordings_dir) for r in refs)
+        assert token_ids[row].count(event_tokenizer.image_token_id) == 64 * len(refs)
+    assert sum(t.count("<EPISODE_START>") for t in texts) == sum(t.count("<EPISODE_END>") for t in texts) == 2
+    assert texts[-1].endswith("<EPISODE_END>")  # the final episode is closed too
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_lookup_equals_qwen_encode_on_any_token_sequence(qwen, data: st.DataObject) -> None:
+    event_tokenizer, tokenizer = qwen
+    vocab = event_tokenizer.get_vocab()
+    tokens = data.draw(st.lists(st.sampled_from(vocab), min_size=1, max_size=40))
+    text = "".join(tokens)
+    assert event_tokenizer._ids([text], tokenizer)[0] == tokenizer.encode(text, add_special_tokens=False)
+
+
+def test_json_encoder_texts_go_through_the_tokenizer(recordings_dir) -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer(encoder_type="json", image_token_length=2)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap").select(range(40))
+    out = event_tokenizer.tokenize_event_dataset(events)
+    assert out[0]["text"].startswith('<EPISODE_START><EVENT_START>{"type":')
+    for row in out:
+        assert row["token_ids"] == tokenizer.encode(row["text"], add_special_tokens=False)
+
+
+def test_a_conflicting_added_token_turns_the_lookup_off() -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    from tokenizers import AddedToken
+
+    # A token spanning two of ours, matched on the raw text like ours: lookup per piece would be wrong.
+    tokenizer.add_tokens([AddedToken("<1><2>", normalized=False)])
+    foreign = tokenizer.convert_tokens_to_ids("<1><2>")
+    event_tokenizer = EpisodeTokenizer()
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    assert not event_tokenizer._lookup_is_exact
+    out = event_tokenizer.tokenize(KEY_A)
+    assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
+    assert foreign in out["token_ids"]
+
+
+def test_occurs_in_concatenation() -> None:
+    tokens = {"<1>", "<2>", "<12>", "<EVENT_END>", "<image>"}
+    for text in ("<1><2>", "1><2", "><", "2><E", "ENT", "<1", "2>", "<image><1>", "mage><12><E"):
+        assert _occurs_in_concatenation(text, tokens), text
+    for text in ("<3>", "<1><3>", "1>x", "12><3", "<1>>", "abc", "<image_pad>", "", "x<1>"):
+        assert not _occurs_in_concatenation(text, tokens), text
+
+
+def test_more_processes_give_the_same_dataset(recordings_dir) -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer(image_token_length=4)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap")
+    one = event_tokenizer.tokenize_event_dataset(events, num_proc=1, batch_size=50)
+    two = event_tokenizer.tokenize_event_dataset(events, num_proc=2, batch_size=50)
+    assert one.to_dict() == two.to_dict()
+    assert one[0]["text"].startswith("<EPISODE_START>") and one[-1]["text"].endswith("<EPISODE_END>")
+    assert sum(t.count("<EPISODE_END>") for t in one["text"]) == 1  # batch edges are not episode edges
+
+
+def test_bad_event_datasets(recordings_dir) -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer()
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap").select(range(6))
+    with pytest.raises(DatasetError, match="mcap_message"):
+        event_tokenizer.tokenize_event_dataset(events.remove_columns(["mcap_message"]))
+    interleaved = events.map(lambda row, i: {"episode_path": "a" if i % 2 else "b"}, with_indices=True)
+    with pytest.raises(DatasetError, match="not contiguous"):
+        event_tokenizer.tokenize_event_dataset(interleaved)
+    with_window = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap", topics=("mouse", "window"))
+    window_row = with_window["topic"].index("window")
+    with pytest.raises(EncodingError, match="window") as info:
+        event_tokenizer.tokenize_event_dataset(with_window)
+    assert info.value.row == window_row and info.value.path == str(recordings_dir / "0.5.1.mcap")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# decode
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_decode_round_trips_a_real_episode(qwen, recordings_dir) -> None:
+    event_tokenizer, tokenizer = qwen
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap")
+    timestamps = np.array(events["timestamp_ns"])
+    assert (np.diff(timestamps) < 4_000_000_000).all()  # unwrapping needs gaps under the 4 s period
+    out = event_tokenizer.tokenize_event_dataset(events)
+    ids = [t for row in out["token_ids"] for t in row] + [tokenizer.pad_token_id] * 5
+    refs = [deserialize_screen(r) for row in out["images"] for r in row]
+    decoded = event_tokenizer.decode(ids, start_timestamp_ns=int(timestamps[0]), images=refs)
+
+    assert len(decoded) == len(events)
+    encoder = event_tokenizer.encoder
+    for message, original, path in zip(decoded, events["mcap_message"], events["episode_path"], strict=True):
+        original = McapMessage.model_validate_json(original)
+        assert message.topic == original.topic and message.message_type == original.message_type
+        assert message.timestamp == original.timestamp - original.timestamp % 10_000_000
+        text, images = encoder.encode_serialized(original.model_dump_json(), episode_path=path)
+        assert orjson.loads(message.message) == orjson.loads(encoder.decode(text, images=images).message)
+        if original.topic == "keyboard":
+            assert orjson.loads(message.message) == orjson.loads(original.message)
+
+
+def test_decode_incomplete_generation(qwen) -> None:
+    event_tokenizer, _ = qwen
+    ids = event_tokenizer.tokenize(KEY_A)["token_ids"]
+    cut = ids + ids[:4]  # a generation stopped mid-event
+    with pytest.raises(EncodingError, match="Incomplete"):
+        event_tokenizer.decode(cut)
+    [message] = event_tokenizer.decode(cut, on_error="skip")
+    assert message.topic == "keyboard" and message.timestamp == 1_230_000_000
+    with pytest.raises(ValueError, match="on_error"):
+        event_tokenizer.decode(ids, on_error="ignore")  # type: ignore[arg-type]
