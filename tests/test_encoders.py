@@ -100,7 +100,9 @@ def test_hierarchical_keyboard_exact_tokens(hier: HierarchicalEncoder) -> None:
         (0, (0, 0, 0)),
         (9_999_999, (0, 0, 0)),
         (10_000_000, (0, 0, 1)),  # exact cell boundaries land in the upper cell
-        (30_000_000, (0, 0, 3)),  # float v*4 -> r*10 -> r*10 gives 2.9999... here
+        (30_000_000, (0, 0, 3)),
+        (120_000_000, (0, 1, 2)),  # floats (v*4, r*10, r*10) give (0, 1, 1) here
+        (180_000_000, (0, 1, 8)),  # ... and (0, 1, 7) here
         (70_000_000, (0, 0, 7)),
         (990_000_000, (0, 9, 9)),
         (1_000_000_000, (1, 0, 0)),
