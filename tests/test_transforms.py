@@ -351,6 +351,27 @@ def test_binned_missing_video(recordings_dir: Path) -> None:
     assert transform.stats.images_skipped == sum(len(b["state"]) for b in bins) > 0
 
 
+def test_binned_bad_state_entries(rows_051: list[dict[str, Any]], frames_051: dict[int, np.ndarray]) -> None:
+    bins = bin_rows(rows_051)[:6]
+    screen = bins[5]["state"][0]
+    keyboard = next(r["mcap_message"] for r in rows_051 if r["topic"] == "keyboard")
+    bins[5] = dict(bins[5], state=[keyboard, screen, b"not json"])
+    dataset = binned_dataset(bins)
+    dataset.set_transform(create_binned_dataset_transform())
+    with pytest.raises(DatasetError, match="message type 'desktop/KeyboardEvent'") as info:
+        dataset[5]
+    assert info.value.path == bins[5]["episode_path"] and info.value.context["bin_idx"] == 5
+    assert info.value.timestamp_ns == bins[5]["timestamp_ns"]
+
+    transform = create_binned_dataset_transform(on_error="skip")
+    dataset.set_transform(transform)
+    images = dataset[5]["images"]
+    assert images[0] is None and images[2] is None  # in place, so positions still match the state
+    assert np.array_equal(np.asarray(images[1]), frames_051[pts_of(screen)])
+    assert transform.stats.images_skipped == 2 and transform.stats.images_decoded == 1
+    assert transform.stats.errors == {"DatasetError": 2}
+
+
 # ------------------------------------------------------------------------------- workers and pickling
 
 

@@ -343,10 +343,12 @@ class BinnedDatasetTransform(_DatasetTransform):
         timestamps = batch.get("timestamp_ns")
         screens: list[ScreenCaptured] = []
         contexts: list[dict[str, Any]] = []
-        owners: list[int] = []
+        owners: list[tuple[int, int]] = []  # (row, position in its state) of each screen to decode
+        images: list[list[Any]] = []
         encoded_events: list[list[str | None] | None] = [None] * n
         encoded_count = 0
         errors: list[OWADataError] = []
+        bad_states: list[OWADataError] = []
         for i in range(n):
             episode = self._episode(batch["episode_path"][i])
             context = {
@@ -354,10 +356,18 @@ class BinnedDatasetTransform(_DatasetTransform):
                 "bin_idx": bin_indices[i] if bin_indices is not None else None,
                 "timestamp_ns": timestamps[i] if timestamps is not None else None,
             }
-            for data in batch["state"][i] or ():
-                screens.append(self._screen(data, episode, context))
+            state = batch["state"][i] or ()
+            images.append([None] * len(state))
+            for position, data in enumerate(state):
+                try:
+                    screens.append(self._screen(data, episode, context))
+                except OWADataError as e:
+                    if self.on_error == "raise":
+                        raise
+                    bad_states.append(e)
+                    continue
                 contexts.append({**context, "_row": i})
-                owners.append(i)
+                owners.append((i, position))
             if not self.encode_actions:
                 continue  # really left unencoded: encoded_events is None
             texts: list[str | None] = []
@@ -372,23 +382,29 @@ class BinnedDatasetTransform(_DatasetTransform):
                     errors.append(e)
                     texts.append(None)
             encoded_events[i] = texts
-        self.stats._add(errors, events_encoded=encoded_count, events_skipped=len(errors))
-        images: list[list[Any]] = [[] for _ in range(n)]
-        for i, frame in zip(owners, self._frames(screens, contexts), strict=True):
-            images[i].append(frame)
+        self.stats._add(
+            errors + bad_states,
+            events_encoded=encoded_count,
+            events_skipped=len(errors),
+            images_skipped=len(bad_states),
+        )
+        for (i, position), frame in zip(owners, self._frames(screens, contexts), strict=True):
+            images[i][position] = frame
         return {"instruction": [self.instruction] * n, "images": images, "encoded_events": encoded_events}
 
     def _screen(self, data: bytes, episode: str, context: dict[str, Any]) -> ScreenCaptured:
+        """The ScreenCaptured of a ``state`` entry, resolving beside the episode."""
+        where = {"path": episode, "timestamp_ns": context["timestamp_ns"], "bin_idx": context["bin_idx"]}
         try:
             envelope = orjson.loads(data)
             message_type, payload = envelope["message_type"], envelope["message"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-            raise DatasetError(f"A state entry is not an McapMessage JSON object: {e}", **context) from e
+            raise DatasetError(f"A state entry is not an McapMessage JSON object: {e}", **where) from e
         if message_type != ScreenCaptured.message_type:
             raise DatasetError(
                 f"A state entry has message type {message_type!r}; the Binned Dataset's state holds "
                 f"{ScreenCaptured.message_type} messages",
-                **context,
+                **where,
             )
         from pydantic import ValidationError
 
@@ -396,7 +412,7 @@ class BinnedDatasetTransform(_DatasetTransform):
             screen = ScreenCaptured.model_validate_json(payload)
         except ValidationError as e:
             raise MessageValidationError(
-                f"Invalid {ScreenCaptured.message_type} payload: {e.errors(include_url=False)}", **context
+                f"Invalid {ScreenCaptured.message_type} payload: {e.errors(include_url=False)}", **where
             ) from e
         return screen.with_base_dir(os.path.dirname(os.path.abspath(episode)))
 
