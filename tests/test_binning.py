@@ -613,3 +613,16 @@ def test_script_runs_as_plain_script_with_spec_flags(saved_events: Path, tmp_pat
     binned = datasets.load_from_disk(str(out))
     assert binned["train"].features == BINNED_FEATURES
     assert binned["test"]["bin_idx"] == [0]
+
+
+def test_benchmark_quick_mode_runs() -> None:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks import bench_binning
+
+    table = bench_binning.synthesize(3, seed=1)
+    assert table.schema == EVENT_FEATURES.arrow_schema.remove_metadata()
+    assert all(McapMessage.model_validate_json(blob).decoded for blob in table.column("mcap_message").to_pylist())
+    results = bench_binning.main(["--quick", "--episodes", "4"])
+    assert results["event_ratio_3n_over_n"] == pytest.approx(3, rel=0.3)
+    assert results["events_per_s_n"] > 0 and results["upstream_events_per_s"] > 0

@@ -381,31 +381,39 @@ def _bin_chunk(
 
 
 def _take_rows(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
-    """``column.take(rows)`` as one array, touching only the input chunks that hold ``rows``.
+    """``column.take(rows)`` as one array, copying only the input chunks that hold ``rows``.
 
-    ``ChunkedArray.take`` would first concatenate the whole column, which is quadratic over many chunks.
+    ``ChunkedArray.take`` would first concatenate the whole column (quadratic over many output chunks).
+    Rows of a chunk of sorted input sit in one narrow window: slice it, then take. Scattered rows
+    (unsorted input) are taken chunk by chunk.
     """
     value_type = pa.binary() if column.type in _BINARY_TYPES else column.type
     if len(rows) == 0:
         return pa.array([], type=value_type)
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    if hi - lo <= 4 * len(rows) + 4096:
+        window = column.slice(lo, hi - lo)
+        dense = window.chunk(0) if window.num_chunks == 1 else window.combine_chunks()
+        gathered = dense.take(pa.array(rows - lo))
+    else:
+        gathered = _take_scattered(column, rows)
+    return gathered.cast(value_type) if gathered.type != value_type else gathered
+
+
+def _take_scattered(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     lengths = np.fromiter((len(chunk) for chunk in column.chunks), dtype=np.int64, count=column.num_chunks)
     chunk_start = np.concatenate(([0], np.cumsum(lengths)))
-    chunk_of_row = np.searchsorted(chunk_start, rows, side="right") - 1
-    in_order = bool(np.all(chunk_of_row[1:] >= chunk_of_row[:-1]))
-    order = None if in_order else np.argsort(chunk_of_row, kind="stable")
-    grouped_rows = rows if order is None else rows[order]
-    grouped_chunks = chunk_of_row if order is None else chunk_of_row[order]
+    order = np.argsort(rows, kind="stable")
+    grouped_rows = rows[order]
+    grouped_chunks = np.searchsorted(chunk_start, grouped_rows, side="right") - 1
     cuts = np.flatnonzero(np.diff(grouped_chunks)) + 1
     pieces = []
-    for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)])), strict=True):
+    for lo, hi in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [len(rows)])).tolist(), strict=True):
         c = int(grouped_chunks[lo])
         pieces.append(column.chunk(c).take(pa.array(grouped_rows[lo:hi] - chunk_start[c])))
-    gathered = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
-    if order is not None:
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        gathered = gathered.take(pa.array(inverse))
-    return gathered.cast(value_type) if gathered.type != value_type else gathered
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return pa.concat_arrays(pieces).take(pa.array(inverse))
 
 
 def _chunk_table(
@@ -423,18 +431,18 @@ def _chunk_table(
         config.filter_empty_actions,
         index.paths,
     )
-    messages = table.column("mcap_message")
     has_state = bins.state_positions >= 0
     state_rows = index.input_rows(bins.state_positions[has_state] + lo)
     action_rows = index.input_rows(bins.action_positions + lo)
     state_offsets = np.concatenate(([0], np.cumsum(has_state))).astype(np.int32)
+    taken = _take_rows(table.column("mcap_message"), np.concatenate((state_rows, action_rows)))
     columns: dict[str, pa.Array] = {
         "episode_path": index.paths.take(pa.array(bins.episode)).cast(pa.string()),
         "bin_idx": pa.array(bins.bin_idx.astype(np.int32)),
         "timestamp_ns": pa.array(bins.timestamp_ns, type=pa.int64()),
-        "state": pa.ListArray.from_arrays(pa.array(state_offsets), _take_rows(messages, state_rows)),
+        "state": pa.ListArray.from_arrays(pa.array(state_offsets), taken.slice(0, len(state_rows))),
         "actions": pa.ListArray.from_arrays(
-            pa.array(bins.action_offsets.astype(np.int32)), _take_rows(messages, action_rows)
+            pa.array(bins.action_offsets.astype(np.int32)), taken.slice(len(state_rows))
         ),
     }
     if config.numeric_actions:
@@ -615,8 +623,7 @@ def _iter_split_tables(
     )
 
 
-def _split_table(dataset: datasets.Dataset, split: str | None) -> pa.Table:
-    """The dataset's Arrow table with any indices mapping applied (zero-copy when there is none)."""
+def _check_split(dataset: Any, split: str | None) -> None:
     import datasets
 
     if not isinstance(dataset, datasets.Dataset):
@@ -626,6 +633,10 @@ def _split_table(dataset: datasets.Dataset, split: str | None) -> pa.Table:
             split=split,
         )
     _check_event_schema(dataset.data.schema, split)
+
+
+def _split_table(dataset: datasets.Dataset) -> pa.Table:
+    """The dataset's Arrow table with any indices mapping applied (zero-copy when there is none)."""
     return dataset.with_format("arrow")[:]
 
 
@@ -706,7 +717,8 @@ def build_binned_dataset(
         event_dataset = _load(event_dataset)
     is_dict = isinstance(event_dataset, datasets.DatasetDict)
     splits: dict[str | None, Any] = dict(event_dataset) if is_dict else {None: event_dataset}
-    tables = {split: _split_table(dataset, split) for split, dataset in splits.items()}  # validate all first
+    for split, dataset in splits.items():  # check every split before any work
+        _check_split(dataset, split)
 
     features = binned_features(numeric_actions=config.numeric_actions)
     schema = features.arrow_schema
@@ -725,29 +737,33 @@ def build_binned_dataset(
         built = {
             split: datasets.Dataset(
                 pa.concat_tables(
-                    [schema.empty_table(), *_iter_split_tables(table, config, schema, split, chunk_events)]
+                    [
+                        schema.empty_table(),
+                        *_iter_split_tables(_split_table(dataset), config, schema, split, chunk_events),
+                    ]
                 ),
                 info=info(),
                 split=named(split),
             )
-            for split, table in tables.items()
+            for split, dataset in splits.items()
         }
         return wrap(built)
 
     from owa.data.outputs import atomic_output_dir
 
     output = Path(output_dir).absolute()
-    if any(file == output or output in file.parents for file in _input_files(event_dataset)):
+    resolved = output.resolve()
+    if any(file == resolved or resolved in file.parents for file in _input_files(event_dataset)):
         raise DatasetError("Output folder holds the input dataset; write the binned dataset elsewhere", path=output)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         # Stream each split to one Arrow file (memory stays flat), then let `datasets` lay out the folder.
         scratch = tmp / ".scratch"
         scratch.mkdir()
         staged: dict[str | None, datasets.Dataset] = {}
-        for number, (split, table) in enumerate(tables.items()):
+        for number, (split, dataset) in enumerate(splits.items()):
             path = scratch / f"split-{number}.arrow"
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-                for chunk in _iter_split_tables(table, config, schema, split, chunk_events):
+                for chunk in _iter_split_tables(_split_table(dataset), config, schema, split, chunk_events):
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
         wrap(staged).save_to_disk(str(tmp))
