@@ -419,19 +419,15 @@ def test_binned_transform_in_dataloader_workers(rows_051: list[dict[str, Any]]) 
     assert transform.stats.images_decoded == n_images == sum(len(b["state"]) for b in bins)
 
 
-def _transform_in_child(transform: Any, batch: dict[str, list[Any]]) -> None:
-    out = transform(batch)
-    assert len(out["encoded_event"]) == len(batch["mcap_message"])
-
-
 def test_stats_are_shared_with_spawned_workers(rows_051: list[dict[str, Any]]) -> None:
     """Spawn start (the DataLoader default on macOS/Windows) pickles the transform: counters stay shared."""
     import multiprocessing
+    import operator
 
     transform = create_event_dataset_transform(load_images=False)
     batch = {k: [r[k] for r in rows_051[:7]] for k in EVENT_FEATURES}
     transform(batch)
-    child = multiprocessing.get_context("spawn").Process(target=_transform_in_child, args=(transform, batch))
+    child = multiprocessing.get_context("spawn").Process(target=operator.call, args=(transform, batch))
     child.start()
     child.join(timeout=120)
     assert child.exitcode == 0
