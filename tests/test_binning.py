@@ -626,3 +626,18 @@ def test_benchmark_quick_mode_runs() -> None:
     results = bench_binning.main(["--quick", "--episodes", "4"])
     assert results["event_ratio_3n_over_n"] == pytest.approx(3, rel=0.3)
     assert results["events_per_s_n"] > 0 and results["upstream_events_per_s"] > 0
+
+
+def test_config_is_json_ready_and_fractions_are_exact() -> None:
+    config = BinningConfig(fps=Fraction(1, 3))
+    assert config.fps == 1 / 3 and config.bin_width_ns == Fraction(3 * 10**9)
+    assert config.to_json() == {
+        "fps": 1 / 3,
+        "filter_empty_actions": False,
+        "action_topics": ["keyboard", "mouse"],
+        "state_topic": "screen",
+        "numeric_actions": False,
+    }
+    assert BinningConfig(fps=29.97).bin_width_ns == Fraction(10**11, 2997)
+    with pytest.raises(ValueError, match="Invalid filter_empty_actions"):
+        BinningConfig(filter_empty_actions="yes")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import datasets
 
 __all__ = [
+    "MOUSE_BUTTONS",
     "BinningConfig",
     "binned_features",
     "build_binned_dataset",
@@ -97,6 +98,10 @@ class BinningConfig:
 
     def __post_init__(self) -> None:
         _fps_fraction(self.fps)  # validates
+        object.__setattr__(self, "fps", float(self.fps))  # JSON-friendly; the exact fraction is re-derived
+        for name in ("filter_empty_actions", "numeric_actions"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Invalid {name} ({getattr(self, name)!r}). Use True or False.")
         topics = self.action_topics
         if isinstance(topics, str) or not all(isinstance(t, str) and t for t in topics) or not topics:
             raise ValueError(
