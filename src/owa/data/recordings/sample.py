@@ -484,7 +484,7 @@ def _simulate(config: SampleConfig, rng: np.random.Generator, start_ns: int) -> 
     # ---- states and the active window, about once a second ----
     for second in range(math.ceil(duration_ns / _S)):
         base = second * _S + int(rng.integers(0, 2 * _MS))
-        if base >= duration_ns:
+        if base + 2 * _MS >= duration_ns:
             break
         idx = int(window_idx[np.searchsorted(window_t, base, side="right") - 1])
         emit(base, "window", WindowInfo, windows[idx])
