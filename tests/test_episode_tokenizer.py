@@ -305,3 +305,21 @@ def test_decode_incomplete_generation(qwen) -> None:
     assert message.topic == "keyboard" and message.timestamp == 1_230_000_000
     with pytest.raises(ValueError, match="on_error"):
         event_tokenizer.decode(ids, on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_relative_episode_paths_resolve_against_episode_root(recordings_dir) -> None:
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer(image_token_length=2)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap", episode_path="0.5.1.mcap")
+    out = event_tokenizer.tokenize_event_dataset(events, episode_root=recordings_dir)
+    assert set(out["episode_path"]) == {"0.5.1.mcap"}  # the stored value is kept
+    refs = [deserialize_screen(r) for row in out["images"] for r in row]
+    assert len(refs) == 17 and {r.base_dir for r in refs} == {str(recordings_dir)}
+
+
+def test_bench_tokenize_quick_runs() -> None:
+    from benchmarks.bench_tokenize import main
+
+    results = main(["--quick"])
+    assert results["rows"] > 0 and results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0

@@ -329,3 +329,11 @@ def test_missing_video_raises_or_is_skipped_and_counted(tmp_path) -> None:
     skipping = FSLDataset(ds, pad_token_id=0, max_sequence_length=8, on_image_error="skip", log_every=None).prepare()
     assert skipping[0]["images"] == [None, None]  # still one entry per image
     assert skipping.image_stats.skipped == 2
+
+
+def test_bench_fsl_quick_runs() -> None:
+    from benchmarks.bench_fsl import main
+
+    results = main(["--quick"])
+    assert results["text_samples_per_s"] > 0 and results["images_images_per_s"] > 0
+    assert results["images_mb_per_s"] > 0

@@ -265,7 +265,12 @@ class EpisodeTokenizer:
         return {"text": text, "token_ids": token_ids, "images": images, "total_token_count": len(token_ids)}
 
     def tokenize_event_dataset(
-        self, dataset: datasets.Dataset, *, num_proc: int | None = None, batch_size: int = _BATCH_SIZE
+        self,
+        dataset: datasets.Dataset,
+        *,
+        episode_root: str | os.PathLike[str] | None = None,
+        num_proc: int | None = None,
+        batch_size: int = _BATCH_SIZE,
     ) -> datasets.Dataset:
         """Tokenize every event of an Event Dataset, marking episode starts and ends.
 
@@ -274,6 +279,9 @@ class EpisodeTokenizer:
 
         Args:
             dataset: an Event Dataset split (columns ``episode_path`` and ``mcap_message``; others are dropped).
+            episode_root: the folder relative ``episode_path`` values resolve against (stage 1 with ``relative_to``);
+                default the current directory. The screen references in ``images`` carry the resolved, absolute
+                folder, so the tokenized dataset reads frames from wherever the recordings were at this call.
             num_proc: worker processes; ``None`` picks from the usable cores and the dataset size (one process
                 below about 50,000 rows per process).
             batch_size: rows per batch handed to a worker.
@@ -305,7 +313,8 @@ class EpisodeTokenizer:
         elif num_proc <= 0:
             raise ValueError(f"Invalid num_proc ({num_proc}). It must be a positive integer or None.")
 
-        worker = _TokenizeBatch(self, tokenizer, is_first, is_last)
+        root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
+        worker = _TokenizeBatch(self, tokenizer, is_first, is_last, root)
         list_type = getattr(datasets, "List", datasets.Sequence)
         features = datasets.Features(
             {
@@ -481,11 +490,13 @@ class _TokenizeBatch:
         tokenizer: PreTrainedTokenizerBase,
         is_first: np.ndarray,
         is_last: np.ndarray,
+        episode_root: str,
     ) -> None:
         self.owner = owner
         self.tokenizer = tokenizer
         self.is_first = is_first
         self.is_last = is_last
+        self.episode_root = episode_root
 
     def __call__(self, batch: pa.Table, indices: list[int]) -> pa.Table:
         owner = self.owner
@@ -498,12 +509,15 @@ class _TokenizeBatch:
         lasts = self.is_last[rows].tolist()
         start_token, end_token = config.episode_start_token, config.episode_end_token
 
+        sources = {
+            path: os.path.join(self.episode_root, path) for path in set(paths)
+        }  # absolute paths stay as they are
         texts: list[str] = []
         image_refs: list[str] = []
         image_offsets = [0]
         for position, (path, message) in enumerate(zip(paths, messages, strict=True)):
             try:
-                text, images = encode(message, episode_path=path)
+                text, images = encode(message, episode_path=sources[path])
             except EncodingError as e:
                 raise EncodingError(
                     e.reason, path=path, topic=e.topic, timestamp_ns=e.timestamp_ns, row=indices[position], **e.context

@@ -364,12 +364,14 @@ class FSLDataset:
 
         from owa.data.frames import decode_screens
 
+        _enable_pillow_block_cache()
+
         if self.on_image_error == "skip" and self.image_stats is None:
             from owa.data.frames import DecodeStats
 
             self.image_stats = DecodeStats()
         frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=self.image_stats)
-        return [None if frame is None else Image.fromarray(frame, mode="RGB") for frame in frames]
+        return [None if frame is None else Image.fromarray(frame) for frame in frames]
 
     def take(self, n: int) -> _SampleView:
         """The first ``min(n, len(self))`` samples as a lazy, sized view (iterate it, ``len()`` it, index it)."""
@@ -387,6 +389,32 @@ class FSLDataset:
             f"FSLDataset({size}, max_sequence_length={self.max_sequence_length}, pad_token_id={self.pad_token_id}, "
             f"load_images={self.load_images}, episode_aware={self.episode_aware})"
         )
+
+
+_PILLOW_CACHE_BYTES = 256 * 1024 * 1024
+_pillow_cache_checked = False
+
+
+def _enable_pillow_block_cache() -> None:
+    """Let Pillow reuse freed image memory, unless the application configured Pillow's block cache itself.
+
+    Every ``PIL.Image`` of a decoded frame is a fresh multi-megabyte allocation; with Pillow's default (no block
+    cache) each one page-faults its memory in, which costs as much as decoding the frame. Pillow's own knob
+    (``PILLOW_BLOCKS_MAX``) keeps up to N freed blocks for reuse. We set it, once per process, to at most 256 MB of
+    retained blocks, and only when the application has not: set the environment variable ``PILLOW_BLOCKS_MAX``
+    (``0`` to turn caching off) or call ``PIL.Image.core.set_blocks_max`` yourself to take over.
+    """
+    global _pillow_cache_checked
+    if _pillow_cache_checked:
+        return
+    _pillow_cache_checked = True
+    from PIL import Image
+
+    if "PILLOW_BLOCKS_MAX" in os.environ or Image.core.get_blocks_max() != 0:
+        return
+    blocks = max(1, _PILLOW_CACHE_BYTES // Image.core.get_block_size())
+    Image.core.set_blocks_max(blocks)
+    logger.debug("Pillow block cache enabled: up to %d blocks of %d bytes", blocks, Image.core.get_block_size())
 
 
 class _SampleView(Sequence[FSLSample]):
