@@ -1,0 +1,412 @@
+"""PyAV backend: one open container per video, decoded forward from keyframes, converted once to RGB.
+
+Only the video stream is demuxed (audio and subtitle packets are discarded by the demuxer), the codec
+uses FFmpeg's frame+slice threading, and each wanted frame is converted straight to ``rgb24`` once.
+Frames passed on the way to a target are never converted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import av
+import av.container
+import av.video.stream
+import numpy as np
+
+from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
+from owa.data.frames.engine import DEFAULT_SEEK_GAP_FRAMES, DecoderClosedError, VideoIndex, plan_seeks
+
+__all__ = ["PyAVDecoder", "build_index", "open_container", "read_index"]
+
+logger = logging.getLogger(__name__)
+
+# How many earlier keyframes to try when a seek lands after the target (e.g. sparse Matroska cues)
+# or on a false keyframe, before decoding from the start of the stream.
+_MAX_SEEK_RETRIES = 3
+_NOT_A_KEYFRAME = object()
+
+
+def open_container(location: str) -> av.container.InputContainer:
+    """Open ``location`` for reading.
+
+    Raises:
+        VideoNotFoundError: missing, unreadable (permissions, a folder) or unreachable (remote) video.
+        FrameDecodeError: the file exists but is not a media container FFmpeg can read.
+    """
+    try:
+        return av.open(location, mode="r")
+    except (OSError, av.error.HTTPError) as e:
+        raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
+    except av.error.FFmpegError as e:
+        raise FrameDecodeError(f"Video cannot be opened as a media container: {e}", path=location) from e
+
+
+def _video_stream(container: av.container.InputContainer, location: str) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise FrameDecodeError("Media file has no video stream", path=location)
+    return container.streams.video[0]
+
+
+def build_index(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, location: str
+) -> VideoIndex:
+    """Read every packet of ``stream`` (without decoding) into a :class:`VideoIndex`.
+
+    Leaves the container at the end of the file. A read error after some packets keeps the frames
+    before it (a recording cut short by a crash) and logs a warning.
+
+    Raises:
+        FrameDecodeError: no packet could be read, or the stream has no timestamps.
+    """
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    last_end = None
+    check_keyframe = _keyframe_checker(stream)
+    demoted = 0
+    try:
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:  # the empty packet that flushes the decoder at the end
+                continue
+            is_key = packet.is_keyframe
+            if is_key and check_keyframe is not None and check_keyframe(bytes(packet)) is False:
+                is_key = False
+                demoted += 1
+            pts_list.append(ts)
+            key_list.append(is_key)
+            end = ts + (packet.duration or 0)
+            if last_end is None or end > last_end:
+                last_end = end
+    except av.error.FFmpegError as e:
+        if not pts_list:
+            raise FrameDecodeError(f"Video packets cannot be read: {e}", path=location) from e
+        logger.warning("Reading packets of %s stopped after %d frames: %s", location, len(pts_list), e)
+    if not pts_list:
+        raise FrameDecodeError("Video stream has no frames with timestamps", path=location)
+    if demoted:
+        logger.debug("%s: %d packets flagged as keyframes are not random-access points", location, demoted)
+    time_base = stream.time_base
+    if time_base is None:
+        raise FrameDecodeError("Video stream has no time base", path=location)
+    pts = np.asarray(pts_list, dtype=np.int64)
+    keys = np.asarray(key_list, dtype=bool)
+    order = np.argsort(pts, kind="stable")
+    pts, keys = pts[order], keys[order]
+    unique_pts, first = np.unique(pts, return_index=True)
+    unique_keys = np.logical_or.reduceat(keys, first)
+    index_end_ticks = int(last_end if last_end is not None else unique_pts[-1])
+    num, den = time_base.numerator, time_base.denominator
+    end_ns = (index_end_ticks * num * 1_000_000_000 + den // 2) // den
+    if container.duration is not None and container.duration > 0:  # microseconds, from time zero
+        end_ns = max(end_ns, container.duration * 1000)
+    if stream.duration is not None and stream.duration > 0:
+        start = stream.start_time or 0
+        end_ns = max(end_ns, ((start + stream.duration) * num * 1_000_000_000 + den // 2) // den)
+    return VideoIndex(
+        location=location,
+        time_base=time_base,
+        pts=unique_pts,
+        keyframe_positions=np.flatnonzero(unique_keys),
+        end_ns=int(end_ns),
+        stream_index=stream.index,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Keyframe flags. Some recorders flag every packet as a keyframe (the 0.3.2 sample recording does);
+# seeking to such a "keyframe" gives no picture. For H.264 and HEVC the bitstream says whether a
+# packet can start decoding, so flagged packets are checked; other codecs keep their flags.
+# --------------------------------------------------------------------------------------------------
+
+
+def _keyframe_checker(stream: av.video.stream.VideoStream) -> Callable[[bytes], bool | None] | None:
+    """A function telling whether packet bytes start a decodable picture (None: cannot tell), or None."""
+    codec = stream.codec_context.name
+    if codec not in ("h264", "hevc"):
+        return None
+    extradata = stream.codec_context.extradata or b""
+    length_size = 0  # 0: Annex B start codes
+    if extradata[:1] == b"\x01":  # avcC / hvcC: NAL units prefixed by their length
+        offset = 4 if codec == "h264" else 21
+        if len(extradata) <= offset:
+            return None
+        length_size = (extradata[offset] & 3) + 1
+    check = _h264_random_access if codec == "h264" else _hevc_random_access
+
+    def checker(data: bytes) -> bool | None:
+        try:
+            return check(_nal_units(data, length_size))
+        except (IndexError, ValueError):
+            return None
+
+    return checker
+
+
+def _nal_units(data: bytes, length_size: int) -> Iterator[bytes]:
+    if length_size:
+        pos = 0
+        while pos + length_size <= len(data):
+            size = int.from_bytes(data[pos : pos + length_size], "big")
+            pos += length_size
+            if size == 0 or pos + size > len(data):
+                raise ValueError("bad NAL length")
+            yield data[pos : pos + size]
+            pos += size
+        return
+    for chunk in data.split(b"\x00\x00\x01"):
+        chunk = chunk.rstrip(b"\x00")
+        if chunk:
+            yield chunk
+
+
+def _hevc_random_access(nals: Iterator[bytes]) -> bool | None:
+    for nal in nals:
+        nal_type = (nal[0] >> 1) & 0x3F
+        if nal_type < 32:  # the first slice decides: IRAP pictures (BLA, IDR, CRA) are types 16-23
+            return 16 <= nal_type <= 23
+    return None
+
+
+def _h264_random_access(nals: Iterator[bytes]) -> bool | None:
+    sei = False
+    for nal in nals:
+        nal_type = nal[0] & 0x1F
+        if nal_type == 5:
+            return True  # IDR
+        if nal_type == 6:
+            sei = True  # may carry a recovery point
+        elif 1 <= nal_type <= 4:
+            # A non-IDR slice: random access if an I slice (FFmpeg recovers on those) or after an SEI.
+            return sei or _h264_slice_type(nal) in (2, 4, 7, 9)
+    return None
+
+
+def _h264_slice_type(nal: bytes) -> int:
+    """``slice_type`` of a slice NAL unit: the second exp-Golomb number of its header."""
+    bits = int.from_bytes(nal[1:9].ljust(8, b"\x00"), "big")
+    pos = 64
+
+    def read_ue() -> int:
+        nonlocal pos
+        zeros = 0
+        while zeros < 32 and not (bits >> (pos - 1 - zeros)) & 1:
+            zeros += 1
+        if zeros == 32 or pos - 1 - 2 * zeros < 0:
+            raise ValueError("bad exp-Golomb code")
+        value = (bits >> (pos - 1 - 2 * zeros)) & ((1 << (zeros + 1)) - 1)
+        pos -= 2 * zeros + 1
+        return value - 1
+
+    read_ue()  # first_mb_in_slice
+    return read_ue()
+
+
+def read_index(location: str) -> VideoIndex:
+    """Open ``location``, index its first video stream and close it. Raises as :func:`open_container`."""
+    container = open_container(location)
+    try:
+        return build_index(container, _video_stream(container, location), location)
+    finally:
+        container.close()
+
+
+class PyAVDecoder:
+    """An open video decoded with PyAV. Thread-safe; implements :class:`~owa.data.frames.engine.FrameDecoder`.
+
+    Args:
+        location: local path or URL.
+        index: a packet index built earlier for this file (skips re-reading the packets).
+        threads: codec threads (0: FFmpeg's automatic choice).
+        seek_gap_frames: see :func:`~owa.data.frames.engine.plan_seeks`.
+
+    Raises:
+        VideoNotFoundError, FrameDecodeError: see :func:`open_container`.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        index: VideoIndex | None = None,
+        threads: int = 0,
+        seek_gap_frames: int = DEFAULT_SEEK_GAP_FRAMES,
+    ) -> None:
+        self.location = location
+        self._lock = threading.Lock()
+        self._closed = False
+        self._container = open_container(location)
+        try:
+            self._stream = _video_stream(self._container, location)
+            # Frame threading pays off for forward decoding; set before the codec opens on first decode.
+            self._stream.thread_type = "AUTO"
+            self._stream.thread_count = threads
+            self.index = index if index is not None else build_index(self._container, self._stream, location)
+        except BaseException:
+            self._container.close()
+            raise
+        self._pts: list[int] = self.index.pts.tolist()
+        # Seek points: the index's keyframes, less any found not to start a picture.
+        self._keys: list[int] = self.index.keyframe_positions.tolist()
+        self._seek_gap_frames = seek_gap_frames
+        self._packets: Iterator[av.Packet] | None = None  # None: the next decode must seek first
+        self._pending: collections.deque[av.VideoFrame] = collections.deque()
+        self._last: av.VideoFrame | None = None  # the frame output last
+        self._position: int | None = None  # index position of _last, None when unknown
+        self._warned_missing = False
+        #: Counters for tests and benchmarks: seeks done and frames that came out of the codec.
+        self.seek_count = 0
+        self.frames_decoded = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"position={self._position}"
+        return f"PyAVDecoder({self.location!r}, frames={self.index.frame_count}, {state})"
+
+    def decode(self, positions: Sequence[int]) -> list[np.ndarray]:
+        """Decode the frames at ``positions`` (ascending, no repeats) to RGB arrays.
+
+        Raises:
+            FrameDecodeError: FFmpeg failed, or no frame at or before a target could be decoded.
+            DecoderClosedError: the decoder was closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise DecoderClosedError(self.location)
+            out: list[np.ndarray] = []
+            for position in positions:
+                try:
+                    frame = self._frame_at(position)
+                    out.append(np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+                except av.error.FFmpegError as e:
+                    self._forget_position()
+                    raise FrameDecodeError(
+                        f"Decoding failed: {e}", path=self.location, pts_ns=self.index.pts_ns(position)
+                    ) from e
+                except MediaError:
+                    self._forget_position()
+                    raise
+            return out
+
+    def close(self) -> None:
+        """Close the container (waits for a decode in progress). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._forget_position()
+            self._container.close()
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _frame_at(self, position: int) -> av.VideoFrame:
+        if self._last is not None and self._position == position:
+            return self._last
+        target = self._pts[position]
+        keyframe = self._keyframe_before(position)
+        current = self._position if self._packets is not None else None
+        seek_to = plan_seeks(current, [position], [keyframe], self._seek_gap_frames)[0]
+        if seek_to is None:
+            frame = self._advance(target)
+            if isinstance(frame, av.VideoFrame):
+                return frame
+            seek_to = keyframe
+        # Seek. If the demuxer lands after the target (sparse cues) or the seek point turns out not to
+        # start a picture (a false keyframe flag), try earlier keyframes, and last the stream's start.
+        i = bisect.bisect_right(self._keys, seek_to)
+        for key in reversed(self._keys[max(0, i - 1 - _MAX_SEEK_RETRIES) : i]):
+            self._seek(key)
+            frame = self._advance(target, seek_pts=self._pts[key])
+            if isinstance(frame, av.VideoFrame):
+                return frame
+            if frame is _NOT_A_KEYFRAME:
+                logger.debug("%s: seeking to pts %d gave no picture; not using it again", self.location, self._pts[key])
+                self._keys.remove(key)
+        self._seek(0)
+        frame = self._advance(target)
+        if isinstance(frame, av.VideoFrame):
+            return frame
+        raise FrameDecodeError(
+            "No frame at or before the target could be decoded",
+            path=self.location,
+            pts_ns=self.index.pts_ns(position),
+        )
+
+    def _keyframe_before(self, position: int) -> int:
+        i = bisect.bisect_right(self._keys, position) - 1
+        return self._keys[i] if i >= 0 else 0
+
+    def _advance(self, target: int, *, seek_pts: int | None = None) -> av.VideoFrame | object | None:
+        """Decode forward to the frame with pts ``target``.
+
+        Returns the frame; None if the stream passed the target with no frame before it; or, right
+        after a seek to ``seek_pts``, ``_NOT_A_KEYFRAME`` when the first picture out is not a key frame
+        at or before ``seek_pts`` (the seek point is flagged as a keyframe but cannot start decoding:
+        the decoder dropped it, or what follows it would be damaged).
+        """
+        prev = self._last if self._last is not None and self._last.pts <= target else None
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            pts = frame.pts
+            if pts is None:
+                raise FrameDecodeError("Decoded frame has no timestamp", path=self.location)
+            if seek_pts is not None:
+                if not frame.key_frame or pts > seek_pts:
+                    self._pending.appendleft(frame)
+                    return _NOT_A_KEYFRAME
+                seek_pts = None
+            if pts < target:
+                prev = frame
+                continue
+            if pts == target:
+                self._set_last(frame)
+                return frame
+            self._pending.appendleft(frame)
+            break
+        if prev is None:
+            return None
+        # The frame at the target was in the index but never came out of the decoder (damaged data):
+        # the last frame decoded before it is the one on screen.
+        if not self._warned_missing:
+            self._warned_missing = True
+            logger.warning("%s: frame at pts %d could not be decoded; using the one before it", self.location, target)
+        self._set_last(prev)
+        return prev
+
+    def _next_frame(self) -> av.VideoFrame | None:
+        if self._pending:
+            return self._pending.popleft()
+        if self._packets is None:
+            return None
+        for packet in self._packets:
+            frames = self._stream.codec_context.decode(packet)
+            if frames:
+                self.frames_decoded += len(frames)
+                self._pending.extend(frames[1:])
+                return frames[0]
+        self._packets = None  # end of stream; the decoder is drained and needs a seek to go on
+        return None
+
+    def _seek(self, key_position: int) -> None:
+        self._container.seek(self._pts[key_position], stream=self._stream, backward=True, any_frame=False)
+        self.seek_count += 1
+        self._stream.codec_context.flush_buffers()
+        self._packets = self._container.demux(self._stream)
+        self._pending.clear()
+        self._last = None
+        self._position = None
+
+    def _set_last(self, frame: av.VideoFrame) -> None:
+        self._last = frame
+        self._position = bisect.bisect_right(self._pts, frame.pts) - 1
+
+    def _forget_position(self) -> None:
+        self._packets = None
+        self._pending.clear()
+        self._last = None
+        self._position = None

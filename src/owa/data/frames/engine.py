@@ -1,0 +1,714 @@
+"""The frame-decoding engine: (video, ``pts_ns``) requests in, RGB frames out.
+
+Played-at semantics: a request for time ``t`` gets the frame with the greatest presentation time not
+after ``t``, the frame on screen at ``t``. Screen messages carry nanoseconds while containers store
+coarser ticks (Matroska: milliseconds, rounded to nearest), so ``t`` is first rounded to the stream's
+time base: a message at 16_666_666 ns gets the frame stored at 17 ms.
+
+The valid range of a video stream is ``[first frame - tolerance, end + tolerance]``, where ``end`` is
+when the last frame stops being shown: the later of the last frame's end (pts + duration) and the
+container's duration. In variable-frame-rate screen recordings the last frame stays on screen until
+the recording stops, which can be seconds after it was written. Requests outside raise
+:class:`~owa.data.errors.FrameOutOfRangeError`.
+
+How a batch is decoded. Requests are grouped by video and mapped to frame positions through the
+video's packet index (:class:`VideoIndex`, built once per video by demuxing without decoding). Each
+video's distinct positions are decoded in ascending order in one forward pass; the decoder seeks to
+the keyframe before a target only when going backwards or when that keyframe lies more than
+``seek_gap_frames`` frames ahead. The decoder stays open in a per-process LRU
+(:mod:`owa.data.frames.cache`) and keeps its position, so in-order access across calls continues
+without seeking. Results come back in request order.
+
+Backends (PyAV by default, torchcodec when installed) implement the small :class:`FrameDecoder`
+interface and can be replaced without touching this module's callers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import importlib.util
+import io
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import TYPE_CHECKING, Literal, Protocol, cast, get_args, overload
+
+import numpy as np
+
+from owa.data.errors import (
+    FrameDecodeError,
+    FrameOutOfRangeError,
+    MediaError,
+    OWADataError,
+    VideoNotFoundError,
+)
+from owa.data.frames.cache import BoundedLRU, DecoderCache
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ResolvedMedia
+
+if TYPE_CHECKING:
+    from owa.data.messages import ScreenCaptured
+
+__all__ = [
+    "BACKEND_ENV_VAR",
+    "DEFAULT_SEEK_GAP_FRAMES",
+    "DEFAULT_TOLERANCE_NS",
+    "DEVICE_ENV_VAR",
+    "BackendName",
+    "DecodeStats",
+    "DecoderClosedError",
+    "FrameDecoder",
+    "FrameEngine",
+    "OnError",
+    "VideoIndex",
+    "decode_image",
+    "decode_screen",
+    "decode_screens",
+    "get_engine",
+    "plan_seeks",
+    "resolve_backend",
+    "set_engine",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How far (ns) a request may lie before the first frame or after the end of the stream and still
+#: get the first / last frame. Absorbs timestamp rounding and recorder clock jitter.
+DEFAULT_TOLERANCE_NS = 100_000_000
+#: Seek forward only when the target's keyframe is more than this many frames past the decoder's
+#: position; closer targets are reached by decoding on, which is cheaper than flushing and seeking.
+DEFAULT_SEEK_GAP_FRAMES = 4
+DEFAULT_MAX_OPEN_DECODERS = 8
+#: Environment variables that set the process engine's backend ("auto", "pyav", "torchcodec") and the
+#: torchcodec device ("auto", "cpu", "cuda", "cuda:N").
+BACKEND_ENV_VAR = "OWA_FRAMES_BACKEND"
+DEVICE_ENV_VAR = "OWA_FRAMES_DEVICE"
+
+BackendName = Literal["auto", "pyav", "torchcodec"]
+OnError = Literal["raise", "skip"]
+_NS_PER_S = 1_000_000_000
+
+
+# --------------------------------------------------------------------------------------------------
+# The packet index and the pure planning functions
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VideoIndex:
+    """Presentation times of every frame of one video stream, from its packets (no decoding).
+
+    Attributes:
+        location: the video's path or URL.
+        time_base: seconds per tick of ``pts``.
+        pts: presentation times in ticks, strictly increasing (int64); position ``i`` is the i-th frame
+            in presentation order.
+        keyframe_positions: positions (into ``pts``) of the keyframes, increasing.
+        end_ns: when the last frame stops being shown, in ns on the video's timeline.
+        stream_index: the container's index of the video stream.
+    """
+
+    location: str
+    time_base: Fraction
+    pts: np.ndarray
+    keyframe_positions: np.ndarray
+    end_ns: int
+    stream_index: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.pts) == 0:
+            raise FrameDecodeError("Video stream has no frames", path=self.location)
+        # Python ints for bisect: exact and overflow-free whatever the time base.
+        object.__setattr__(self, "_pts_list", self.pts.tolist())
+        object.__setattr__(self, "_key_list", self.keyframe_positions.tolist())
+
+    @property
+    def frame_count(self) -> int:
+        return len(self._pts_list)
+
+    def pts_ns(self, position: int) -> int:
+        """Presentation time of the frame at ``position``, in ns (rounded to nearest)."""
+        return _ticks_to_ns(self._pts_list[position], self.time_base)
+
+    def ticks(self, pts_ns: int) -> int:
+        """``pts_ns`` in ticks of the stream's time base, rounded to nearest (halves up)."""
+        num, den = self.time_base.numerator, self.time_base.denominator
+        scale = num * _NS_PER_S
+        return (pts_ns * den + scale // 2) // scale
+
+    @property
+    def first_pts_ns(self) -> int:
+        return self.pts_ns(0)
+
+    @property
+    def last_pts_ns(self) -> int:
+        return self.pts_ns(self.frame_count - 1)
+
+    def played_at(self, pts_ns: int, tolerance_ns: int = DEFAULT_TOLERANCE_NS) -> int:
+        """Position of the frame on screen at ``pts_ns``: the greatest pts not after it.
+
+        Raises:
+            FrameOutOfRangeError: ``pts_ns`` lies more than ``tolerance_ns`` before the first frame or
+                after ``end_ns``; the message lists the requested and available times.
+        """
+        position = bisect.bisect_right(self._pts_list, self.ticks(pts_ns)) - 1
+        if position < 0:
+            if pts_ns < self.first_pts_ns - tolerance_ns:
+                raise self._out_of_range(pts_ns, tolerance_ns, "before the first frame")
+            return 0
+        if pts_ns > self.end_ns + tolerance_ns:
+            raise self._out_of_range(pts_ns, tolerance_ns, "after the end")
+        return position
+
+    def keyframe_at_or_before(self, position: int) -> int:
+        """Position of the last keyframe at or before ``position`` (0 if the stream starts without one)."""
+        i = bisect.bisect_right(self._key_list, position) - 1
+        return self._key_list[i] if i >= 0 else 0
+
+    def _out_of_range(self, pts_ns: int, tolerance_ns: int, where: str) -> FrameOutOfRangeError:
+        return FrameOutOfRangeError(
+            f"Frame requested at pts_ns={pts_ns} is {where} of the video stream, which has "
+            f"{self.frame_count} frames from pts_ns={self.first_pts_ns} to pts_ns={self.last_pts_ns}, "
+            f"the last shown until {self.end_ns} ns (tolerance {tolerance_ns} ns)",
+            path=self.location,
+            pts_ns=pts_ns,
+            first_pts_ns=self.first_pts_ns,
+            last_pts_ns=self.last_pts_ns,
+            end_ns=self.end_ns,
+            frame_count=self.frame_count,
+        )
+
+
+def _ticks_to_ns(ticks: int, time_base: Fraction) -> int:
+    num, den = time_base.numerator, time_base.denominator
+    return (ticks * num * _NS_PER_S + den // 2) // den
+
+
+def plan_seeks(
+    current: int | None, targets: Sequence[int], keyframes: Sequence[int], seek_gap_frames: int
+) -> list[int | None]:
+    """Decide, for frame positions decoded in the given order, where to seek before each one.
+
+    Args:
+        current: position of the frame the decoder output last, or None when it has no usable position
+            (fresh, after an error or after the end of the stream).
+        targets: frame positions to decode, in decoding order (normally ascending).
+        keyframes: for each target, the position of the keyframe at or before it.
+        seek_gap_frames: seek forward only if the keyframe is more than this many frames past the
+            position reached so far; otherwise keep decoding forward.
+
+    Returns:
+        For each target, the keyframe position to seek to first, or None to continue from the
+        current position (also for a repeat of the frame just decoded).
+    """
+    plan: list[int | None] = []
+    for target, keyframe in zip(targets, keyframes, strict=True):
+        if current is not None and target == current:
+            plan.append(None)
+        elif current is None or target < current or keyframe - current > seek_gap_frames:
+            plan.append(keyframe)
+        else:
+            plan.append(None)
+        current = target
+    return plan
+
+
+# --------------------------------------------------------------------------------------------------
+# The backend interface
+# --------------------------------------------------------------------------------------------------
+
+
+class DecoderClosedError(RuntimeError):
+    """A decoder was used after the cache closed it (another thread evicted it); the engine reopens."""
+
+
+class FrameDecoder(Protocol):
+    """One open video, decoded by one backend. Implementations must be safe to call from threads.
+
+    ``decode`` takes frame positions of ``index`` in ascending order, without repeats, and returns one
+    ``(height, width, 3)`` uint8 RGB array per position. It raises
+    :class:`~owa.data.errors.FrameDecodeError` when decoding fails and :class:`DecoderClosedError` after
+    ``close``; ``close`` waits for a ``decode`` in progress.
+    """
+
+    index: VideoIndex
+
+    def decode(self, positions: Sequence[int]) -> list[np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def _torchcodec_available() -> bool:
+    return importlib.util.find_spec("torchcodec") is not None
+
+
+def resolve_backend(backend: str | None = None) -> Literal["pyav", "torchcodec"]:
+    """Pick the decoding backend.
+
+    ``backend`` (or, when None, the ``OWA_FRAMES_BACKEND`` environment variable, default ``"auto"``) is
+    ``"pyav"``, ``"torchcodec"`` or ``"auto"``: torchcodec when it is importable, else PyAV.
+
+    Raises:
+        ValueError: an unknown backend name.
+        ImportError: ``"torchcodec"`` was asked for explicitly and is not installed.
+    """
+    name = backend if backend is not None else os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or "auto"
+    if name not in get_args(BackendName):
+        source = "backend" if backend is not None else BACKEND_ENV_VAR
+        raise ValueError(f"Invalid {source} ({name!r}). Supported values are 'auto', 'pyav', 'torchcodec'.")
+    if name == "auto":
+        return "torchcodec" if _torchcodec_available() else "pyav"
+    if name == "torchcodec" and not _torchcodec_available():
+        raise ImportError(
+            "The torchcodec frame backend was requested but torchcodec is not installed. "
+            "Install it with: pip install 'owa-data[torchcodec]' (or set OWA_FRAMES_BACKEND=pyav)"
+        )
+    return cast(Literal["pyav", "torchcodec"], name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stats
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DecodeStats:
+    """Counts of one or more ``decode_screens`` / ``FrameEngine.decode`` calls made with ``on_error="skip"``.
+
+    Attributes:
+        decoded: requests that produced a frame.
+        skipped: requests that failed and came back as None.
+        errors: skipped requests by error type name, e.g. ``{"VideoNotFoundError": 3}``.
+        last_error: message of the most recent failure.
+    """
+
+    decoded: int = 0
+    skipped: int = 0
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_error: str | None = None
+
+    def record_error(self, error: BaseException) -> None:
+        self.skipped += 1
+        name = type(error).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+        self.last_error = str(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------------
+
+
+class FrameEngine:
+    """Decodes frames for (video location, ``pts_ns``) requests; one per process is usually enough.
+
+    Args:
+        backend: ``"auto"`` (torchcodec if installed, else PyAV), ``"pyav"`` or ``"torchcodec"``; None
+            reads ``OWA_FRAMES_BACKEND``.
+        device: torchcodec only: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``;
+            None reads ``OWA_FRAMES_DEVICE``.
+        max_open_decoders: size of the LRU of open decoders.
+        tolerance_ns: how far before the first frame / after the end of a stream a request may lie.
+        threads: decoder threads per video (0: FFmpeg's automatic choice).
+        seek_gap_frames: see :func:`plan_seeks`.
+
+    Raises:
+        ValueError, ImportError: see :func:`resolve_backend`.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: BackendName | None = None,
+        device: str | None = None,
+        max_open_decoders: int = DEFAULT_MAX_OPEN_DECODERS,
+        tolerance_ns: int = DEFAULT_TOLERANCE_NS,
+        threads: int = 0,
+        seek_gap_frames: int = DEFAULT_SEEK_GAP_FRAMES,
+    ) -> None:
+        if tolerance_ns < 0:
+            raise ValueError(f"Invalid tolerance_ns ({tolerance_ns}). It must be >= 0.")
+        if threads < 0:
+            raise ValueError(f"Invalid threads ({threads}). Use 0 for automatic or a positive count.")
+        if seek_gap_frames < 0:
+            raise ValueError(f"Invalid seek_gap_frames ({seek_gap_frames}). It must be >= 0.")
+        self.backend = resolve_backend(backend)
+        self.device = device if device is not None else (os.environ.get(DEVICE_ENV_VAR, "").strip() or "auto")
+        self.tolerance_ns = tolerance_ns
+        self.threads = threads
+        self.seek_gap_frames = seek_gap_frames
+        self.decoders: DecoderCache[str, FrameDecoder] = DecoderCache(max_open_decoders)
+        # Indexes are plain arrays: they outlive decoder evictions and stay valid after a fork.
+        self._indexes: BoundedLRU[tuple[object, ...], VideoIndex] = BoundedLRU(256)
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameEngine(backend={self.backend!r}, open_decoders={len(self.decoders)}/{self.decoders.max_open}, "
+            f"tolerance_ns={self.tolerance_ns})"
+        )
+
+    @overload
+    def decode(
+        self,
+        requests: Sequence[tuple[str, int]],
+        *,
+        on_error: Literal["raise"] = "raise",
+        stats: DecodeStats | None = None,
+    ) -> list[np.ndarray]: ...
+
+    @overload
+    def decode(
+        self, requests: Sequence[tuple[str, int]], *, on_error: OnError, stats: DecodeStats | None = None
+    ) -> list[np.ndarray | None]: ...
+
+    def decode(
+        self,
+        requests: Sequence[tuple[str, int]],
+        *,
+        on_error: OnError = "raise",
+        stats: DecodeStats | None = None,
+    ) -> list[np.ndarray] | list[np.ndarray | None]:
+        """Decode the frame played at each ``(location, pts_ns)``; results come back in request order.
+
+        ``location`` is a local path or an http(s) URL that already passed the media policy.
+
+        Args:
+            on_error: ``"raise"`` stops at the first failure; ``"skip"`` returns None for each failed
+                request and counts it in ``stats``.
+            stats: where to count decoded and skipped requests.
+
+        Returns:
+            ``(height, width, 3)`` uint8 RGB arrays (None only for skipped requests with ``"skip"``).
+            Repeated requests for one frame get separate copies.
+
+        Raises:
+            VideoNotFoundError: a video is missing or cannot be read (names the video and ``pts_ns``).
+            FrameOutOfRangeError: a ``pts_ns`` outside the stream (lists the available times).
+            FrameDecodeError: the video is not decodable.
+        """
+        _check_on_error(on_error)
+        local_stats = DecodeStats()
+        results = self._decode_requests(requests, on_error, local_stats)
+        _merge_and_report(local_stats, stats, len(requests))
+        return results
+
+    def index(self, location: str) -> VideoIndex:
+        """The packet index of a video (opening its decoder if needed).
+
+        Raises:
+            VideoNotFoundError, FrameDecodeError: as for :meth:`decode`.
+        """
+        return self._decoder(_normalize_location(location), None).index
+
+    def close(self) -> None:
+        """Close every decoder this process opened; the engine stays usable and reopens on demand."""
+        self.decoders.close_all()
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _decode_requests(
+        self, requests: Sequence[tuple[str, int]], on_error: OnError, stats: DecodeStats
+    ) -> list[np.ndarray | None]:
+        results: list[np.ndarray | None] = [None] * len(requests)
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for i, (location, pts_ns) in enumerate(requests):
+            groups.setdefault(_normalize_location(location), []).append((i, int(pts_ns)))
+        for location, items in groups.items():
+            self._decode_group(location, items, results, on_error, stats)
+        return results
+
+    def _decode_group(
+        self,
+        location: str,
+        items: list[tuple[int, int]],
+        results: list[np.ndarray | None],
+        on_error: OnError,
+        stats: DecodeStats,
+    ) -> None:
+        try:
+            index = self._decoder(location, items[0][1]).index
+        except MediaError as e:
+            if on_error == "raise":
+                raise
+            for _ in items:
+                stats.record_error(e)
+            return
+        by_position: dict[int, list[int]] = {}
+        for i, pts_ns in items:
+            try:
+                position = index.played_at(pts_ns, self.tolerance_ns)
+            except FrameOutOfRangeError as e:
+                if on_error == "raise":
+                    raise
+                stats.record_error(e)
+                continue
+            by_position.setdefault(position, []).append(i)
+        positions = sorted(by_position)
+        if not positions:
+            return
+        try:
+            outcomes: list[np.ndarray | MediaError] = list(self._run(location, positions))
+        except MediaError as e:
+            self.decoders.evict(location)  # its state is unknown after a failure
+            if on_error == "raise":
+                raise
+            outcomes = self._salvage(location, positions, e)
+        for position, outcome in zip(positions, outcomes, strict=True):
+            slots = by_position[position]
+            if isinstance(outcome, MediaError):
+                for _ in slots:
+                    stats.record_error(outcome)
+                continue
+            stats.decoded += len(slots)
+            for n, i in enumerate(slots):
+                results[i] = outcome if n == 0 else outcome.copy()
+
+    def _salvage(self, location: str, positions: list[int], error: MediaError) -> list[np.ndarray | MediaError]:
+        """After a failed batch, decode each position on its own so that only the bad frames are lost."""
+        logger.debug("Batch decode of %s failed (%s); retrying frame by frame", location, error)
+        outcomes: list[np.ndarray | MediaError] = []
+        for position in positions:
+            try:
+                outcomes.append(self._run(location, [position])[0])
+            except MediaError as e:
+                self.decoders.evict(location)
+                outcomes.append(e)
+        return outcomes
+
+    def _run(self, location: str, positions: list[int]) -> list[np.ndarray]:
+        # A decoder can be closed by another thread's eviction between lookup and use: reopen then.
+        for _ in range(8):
+            decoder = self._decoder(location, None)
+            try:
+                return decoder.decode(positions)
+            except DecoderClosedError:
+                continue
+        raise FrameDecodeError("Decoder kept being closed by concurrent evictions", path=location)
+
+    def _decoder(self, location: str, pts_ns: int | None) -> FrameDecoder:
+        try:
+            return self.decoders.get_or_open(location, lambda: self._open(location))
+        except MediaError as e:
+            if pts_ns is None or e.context.get("pts_ns") is not None:
+                raise
+            raise _with_context(e, pts_ns=pts_ns) from e
+
+    def _open(self, location: str) -> FrameDecoder:
+        is_remote = _is_remote(location)
+        if not is_remote:
+            try:
+                st = os.stat(location)
+            except FileNotFoundError as e:
+                raise VideoNotFoundError("Video file not found", path=location) from e
+            except OSError as e:
+                raise VideoNotFoundError(f"Video file cannot be read: {e}", path=location) from e
+            index_key: tuple[object, ...] = (location, st.st_mtime_ns, st.st_size)
+        else:
+            index_key = (location,)
+        index = self._indexes.get(index_key)
+        decoder: FrameDecoder
+        if self.backend == "torchcodec":
+            from owa.data.frames import _pyav, _torchcodec
+
+            if index is None:
+                index = _pyav.read_index(location)
+            decoder = _torchcodec.TorchCodecDecoder(location, index, device=self.device, threads=self.threads)
+        else:
+            from owa.data.frames import _pyav
+
+            decoder = _pyav.PyAVDecoder(
+                location, index=index, threads=self.threads, seek_gap_frames=self.seek_gap_frames
+            )
+        self._indexes.put(index_key, decoder.index)
+        return decoder
+
+
+def _with_context(error: OWADataError, **extra: object) -> OWADataError:
+    """A copy of ``error`` (same type) with more context fields."""
+    context = {**error.context, **extra}
+    return type(error)(
+        error.reason, path=error.path, topic=error.topic, timestamp_ns=error.timestamp_ns, row=error.row, **context
+    )
+
+
+def _is_remote(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
+def _normalize_location(location: str | os.PathLike[str]) -> str:
+    location = os.fspath(location)
+    return location if _is_remote(location) else os.path.abspath(location)
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in get_args(OnError):
+        raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
+
+
+def _merge_and_report(local: DecodeStats, stats: DecodeStats | None, total: int) -> None:
+    if local.skipped:
+        logger.warning(
+            "Skipped %d of %d frame requests (%s); last error: %s",
+            local.skipped,
+            total,
+            ", ".join(f"{name}={count}" for name, count in sorted(local.errors.items())),
+            local.last_error,
+        )
+    if stats is not None:
+        stats.decoded += local.decoded
+        stats.skipped += local.skipped
+        for name, count in local.errors.items():
+            stats.errors[name] = stats.errors.get(name, 0) + count
+        if local.last_error is not None:
+            stats.last_error = local.last_error
+
+
+_ENGINE: FrameEngine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine() -> FrameEngine:
+    """The process's shared engine, created on first use from ``OWA_FRAMES_BACKEND``/``OWA_FRAMES_DEVICE``.
+
+    After a fork (DataLoader workers) the child keeps the engine object but its decoder cache starts
+    empty: every process opens its own decoders.
+    """
+    global _ENGINE
+    engine = _ENGINE
+    if engine is None:
+        with _ENGINE_LOCK:
+            if _ENGINE is None:
+                _ENGINE = FrameEngine()
+            engine = _ENGINE
+    return engine
+
+
+def set_engine(engine: FrameEngine | None) -> FrameEngine | None:
+    """Replace the process's shared engine (None: recreate it from the environment on next use).
+
+    Returns the previous engine; its decoders are closed.
+    """
+    global _ENGINE
+    with _ENGINE_LOCK:
+        previous, _ENGINE = _ENGINE, engine
+    if previous is not None and previous is not engine:
+        previous.close()
+    return previous
+
+
+# --------------------------------------------------------------------------------------------------
+# Screen messages
+# --------------------------------------------------------------------------------------------------
+
+
+def decode_screen(screen: ScreenCaptured, *, policy: MediaPolicy = DEFAULT_MEDIA_POLICY) -> np.ndarray:
+    """Decode one screen message to an ``(height, width, 3)`` uint8 RGB array.
+
+    A ``media_ref`` with ``pts_ns`` gets the frame played at that time in the video ``media_ref.uri``
+    points to (relative URIs resolve against ``screen.base_dir``); one without is a still image.
+
+    Raises:
+        UnsafeMediaURIError: the URI is not allowed by ``policy``.
+        MessageValidationError: the message has no ``media_ref``.
+        VideoNotFoundError: the video (or image) is missing or unreadable; names it and ``pts_ns``.
+        FrameOutOfRangeError: ``pts_ns`` lies outside the video stream.
+        FrameDecodeError: the video or image cannot be decoded.
+    """
+    frame = decode_screens([screen], policy=policy)[0]
+    assert frame is not None  # on_error="raise" never returns None
+    return frame
+
+
+def decode_screens(
+    screens: Sequence[ScreenCaptured],
+    *,
+    policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+    on_error: OnError = "raise",
+    stats: DecodeStats | None = None,
+    engine: FrameEngine | None = None,
+) -> list[np.ndarray | None]:
+    """Decode many screen messages at once; frames come back in the order of ``screens``.
+
+    Requests for the same video are decoded together, in presentation order, in one forward pass
+    (see :mod:`owa.data.frames.engine`).
+
+    Args:
+        policy: which media URIs may be opened.
+        on_error: ``"raise"`` (default) raises the first error; ``"skip"`` puts None in place of each
+            frame that failed and counts it in ``stats``.
+        stats: where to count decoded and skipped frames.
+        engine: the engine to use; default :func:`get_engine`.
+
+    Raises:
+        ValueError: an invalid ``on_error``.
+        OWADataError: with ``on_error="raise"``, as for :func:`decode_screen`.
+    """
+    _check_on_error(on_error)
+    engine = engine if engine is not None else get_engine()
+    local_stats = DecodeStats()
+    results: list[np.ndarray | None] = [None] * len(screens)
+    requests: list[tuple[str, int]] = []
+    slots: list[int] = []
+    for i, screen in enumerate(screens):
+        try:
+            media = screen.resolve_media(policy)
+            assert screen.media_ref is not None  # resolve_media raised otherwise
+            pts_ns = screen.media_ref.pts_ns
+            if pts_ns is None:
+                results[i] = decode_image(media)
+                local_stats.decoded += 1
+            elif media.kind == "data":
+                raise FrameDecodeError(
+                    "Inline data: URIs can only hold still images (a media_ref without pts_ns)",
+                    path=media.location[:64],
+                    pts_ns=pts_ns,
+                )
+            else:
+                requests.append((media.location, pts_ns))
+                slots.append(i)
+        except OWADataError as e:
+            if on_error == "raise":
+                raise
+            local_stats.record_error(e)
+    frames = engine._decode_requests(requests, on_error, local_stats)
+    for i, frame in zip(slots, frames, strict=True):
+        results[i] = frame
+    _merge_and_report(local_stats, stats, len(screens))
+    return results
+
+
+def decode_image(media: ResolvedMedia, *, timeout_s: float = 30.0) -> np.ndarray:
+    """Decode a still image (local file, http(s) URL or inline ``data:`` bytes) to ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        VideoNotFoundError: the file is missing or cannot be read, or the URL cannot be fetched.
+        FrameDecodeError: the bytes are not an image Pillow can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    where = media.location if media.kind != "data" else media.location[:64]
+    if media.kind == "data":
+        assert media.data is not None
+        source: io.BytesIO | str = io.BytesIO(media.data)
+    elif media.kind == "remote":
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(media.location, timeout=timeout_s) as response:
+                source = io.BytesIO(response.read())
+        except (urllib.error.URLError, OSError) as e:
+            raise VideoNotFoundError(f"Image cannot be fetched: {e}", path=where) from e
+    else:
+        source = media.location
+    try:
+        with Image.open(source) as image:
+            return np.array(image.convert("RGB"))
+    except FileNotFoundError as e:
+        raise VideoNotFoundError("Image file not found", path=where) from e
+    except (PermissionError, IsADirectoryError) as e:
+        raise VideoNotFoundError(f"Image file cannot be read: {e}", path=where) from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise FrameDecodeError(f"Image cannot be decoded: {e}", path=where) from e
