@@ -7,12 +7,8 @@
 
 from __future__ import annotations
 
-import logging
-
-import typer
-
+from owa.data.cli import run_single
 from owa.data.cli.bin import bin_command
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    typer.run(bin_command)
+    run_single(bin_command)

@@ -754,7 +754,7 @@ def build_binned_dataset(
         }
         return wrap(built)
 
-    from owa.data.outputs import atomic_output_dir
+    from owa.data.outputs import atomic_output_dir, quiet_datasets_progress
 
     output = Path(output_dir).absolute()
     resolved = output.resolve()
@@ -771,7 +771,8 @@ def build_binned_dataset(
                 for chunk in _iter_split_tables(_split_table(dataset), config, schema, split, chunk_events):
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
-        wrap(staged).save_to_disk(str(tmp))
+        with quiet_datasets_progress():
+            wrap(staged).save_to_disk(str(tmp))
         del staged
         for item in scratch.iterdir():
             item.unlink()

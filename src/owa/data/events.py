@@ -1,0 +1,489 @@
+"""Stage 1: recordings (``**/*.mcap``) → Event Dataset (one row per event, ``train``/``test`` splits).
+
+The rules, in one place:
+
+* **Topics.** Only ``keep_topics`` are read (the filter goes down into the reader).
+* **Rates thin continuous samples only.** ``rates_hz={"mouse": 60}`` keeps a mouse *move* only when at
+  least ``1/60`` s passed since the last kept move. Clicks, scrolls, key presses and releases are never
+  dropped, and do not reset the clock. Continuous samples are: mouse moves, screen frames and raw mouse
+  motion without button flags. A rate on a topic without continuous samples (``keyboard``) thins nothing.
+* **Order.** Episodes are sorted by path; events are in log-time order within an episode. The result is
+  the same for any ``num_workers``.
+* **Splits.** ``test_dir`` gives the test split; otherwise a seeded fraction ``test_percent`` of the
+  episodes (whole episodes, never events) goes to test. Train and test must not overlap.
+* **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
+  folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
+  transforms). The choice is saved in the report.
+* **Bad input.** By default an unreadable file is skipped and a damaged one salvaged up to the damage;
+  both are listed (reason, events kept) in the returned report and in ``conversion_report.json`` saved
+  in the dataset folder. ``strict=True`` makes any problem fatal. The dataset folder is written
+  atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from owa.data.errors import DatasetError, OWADataError
+from owa.data.outputs import atomic_output_dir, quiet_datasets_progress
+from owa.data.recordings.reader import OWAMcapReader
+
+__all__ = [
+    "EventDatasetConfig",
+    "EventDatasetReport",
+    "FileResult",
+    "build_event_dataset",
+    "discover_recordings",
+    "event_features",
+    "is_continuous_sample",
+    "parse_rates",
+]
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILENAME = "conversion_report.json"
+DEFAULT_RATES_HZ: Mapping[str, float] = {"mouse": 60.0, "screen": 20.0}
+DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
+
+
+def event_features():  # -> datasets.Features; imported lazily, datasets is slow to import
+    """The Event Dataset schema as ``datasets.Features``."""
+    from datasets import Features, Value
+
+    return Features(
+        {
+            "episode_path": Value("string"),
+            "topic": Value("string"),
+            "timestamp_ns": Value("int64"),
+            "message_type": Value("string"),
+            "mcap_message": Value("binary"),
+        }
+    )
+
+
+_ARROW_SCHEMA = pa.schema(
+    [
+        ("episode_path", pa.string()),
+        ("topic", pa.string()),
+        ("timestamp_ns", pa.int64()),
+        ("message_type", pa.string()),
+        ("mcap_message", pa.binary()),
+    ]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventDatasetConfig:
+    """Everything stage 1 needs; the script, the CLI and the Python API all build this one object.
+
+    ``rates_hz`` maps topic → maximum rate of continuous samples (Hz). ``test_percent`` is a fraction in
+    ``[0, 1)`` used only without ``test_dir``. ``num_workers`` 0 means one per CPU core.
+    """
+
+    train_dir: Path
+    output_dir: Path | None = None
+    test_dir: Path | None = None
+    rates_hz: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RATES_HZ))
+    keep_topics: tuple[str, ...] = DEFAULT_KEEP_TOPICS
+    test_percent: float = 0.2
+    seed: int = 0
+    num_workers: int = 0
+    strict: bool = False
+    overwrite: bool = False
+    relative_to: Path | None = None
+
+    def __post_init__(self) -> None:
+        for topic, rate in self.rates_hz.items():
+            if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+                raise ValueError(f"Invalid rate for {topic!r} ({rate!r}). Rates are positive numbers of Hz.")
+        if not self.keep_topics:
+            raise ValueError("Invalid keep_topics (empty). Keep at least one topic, e.g. screen, keyboard, mouse.")
+        if not 0 <= self.test_percent < 1:
+            raise ValueError(f"Invalid test_percent ({self.test_percent}). Use a fraction in [0, 1), e.g. 0.2.")
+        if self.num_workers < 0:
+            raise ValueError(f"Invalid num_workers ({self.num_workers}). Use 0 (one per core) or a positive count.")
+
+    def resolved_workers(self) -> int:
+        return self.num_workers or os.cpu_count() or 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            k: (str(v) if isinstance(v, Path) else dict(v) if isinstance(v, Mapping) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclasses.dataclass
+class FileResult:
+    """What one recording contributed. ``problem`` is None for a clean file."""
+
+    path: str
+    split: str
+    events_read: Counter[str] = dataclasses.field(default_factory=Counter)
+    events_kept: Counter[str] = dataclasses.field(default_factory=Counter)
+    problem: str | None = None
+    skipped: bool = False
+    table: pa.Table | None = None
+
+    @property
+    def kept(self) -> int:
+        return sum(self.events_kept.values())
+
+
+@dataclasses.dataclass
+class EventDatasetReport:
+    """Totals of a run; :meth:`format_table` renders the end-of-run summary."""
+
+    files: int = 0
+    files_skipped: int = 0
+    files_salvaged: int = 0
+    events_read: Counter[str] = dataclasses.field(default_factory=Counter)
+    events_kept: Counter[str] = dataclasses.field(default_factory=Counter)
+    rows_per_split: dict[str, int] = dataclasses.field(default_factory=dict)
+    problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, result: FileResult) -> None:
+        self.files += 1
+        self.events_read.update(result.events_read)
+        self.events_kept.update(result.events_kept)
+        self.rows_per_split[result.split] = self.rows_per_split.get(result.split, 0) + result.kept
+        if result.problem is not None:
+            self.files_skipped += result.skipped
+            self.files_salvaged += not result.skipped
+            self.problems.append(
+                {
+                    "file": result.path,
+                    "split": result.split,
+                    "action": "skipped" if result.skipped else "salvaged",
+                    "reason": result.problem,
+                    "events_kept": result.kept,
+                }
+            )
+
+    def format_table(self) -> str:
+        topics = sorted(set(self.events_read) | set(self.events_kept))
+        lines = [f"{'topic':<16}{'read':>12}{'kept':>12}{'dropped by rate':>18}"]
+        for topic in topics:
+            read, kept = self.events_read[topic], self.events_kept[topic]
+            lines.append(f"{topic:<16}{read:>12,}{kept:>12,}{read - kept:>18,}")
+        read, kept = sum(self.events_read.values()), sum(self.events_kept.values())
+        lines.append(f"{'total':<16}{read:>12,}{kept:>12,}{read - kept:>18,}")
+        splits = ", ".join(f"{k}: {v:,} rows" for k, v in sorted(self.rows_per_split.items()))
+        lines.append(
+            f"files: {self.files:,} ({self.files_skipped} skipped, {self.files_salvaged} salvaged); {splits}; "
+            f"{self.seconds:.1f}s"
+        )
+        for p in self.problems:
+            lines.append(f"  {p['action']}: {p['file']} — {p['reason']} ({p['events_kept']} events kept)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "files_skipped": self.files_skipped,
+            "files_salvaged": self.files_salvaged,
+            "events_read": dict(self.events_read),
+            "events_kept": dict(self.events_kept),
+            "dropped_by_rate": {t: self.events_read[t] - self.events_kept[t] for t in self.events_read},
+            "rows_per_split": self.rows_per_split,
+            "problems": self.problems,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# The rate rule (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def is_continuous_sample(message_type: str, data: bytes) -> bool:
+    """True for samples that rate limiting may thin: mouse moves, screen frames, raw motion without buttons."""
+    if message_type == "desktop/ScreenCaptured":
+        return True
+    if message_type == "desktop/MouseEvent":
+        return b'"move"' in data and orjson.loads(data).get("event_type") == "move"
+    if message_type == "desktop/RawMouseEvent":
+        return not orjson.loads(data).get("button_flags")
+    return False
+
+
+class RateLimiter:
+    """Per-topic minimum spacing of continuous samples, in integer nanoseconds."""
+
+    def __init__(self, rates_hz: Mapping[str, float]) -> None:
+        self._interval_ns = {topic: round(1e9 / rate) for topic, rate in rates_hz.items()}
+        self._last_kept: dict[str, int] = {}
+
+    def keep(self, topic: str, timestamp_ns: int, message_type: str, data: bytes) -> bool:
+        interval = self._interval_ns.get(topic)
+        if interval is None or not is_continuous_sample(message_type, data):
+            return True
+        last = self._last_kept.get(topic)
+        if last is not None and timestamp_ns - last < interval:
+            return False
+        self._last_kept[topic] = timestamp_ns
+        return True
+
+
+# --------------------------------------------------------------------------------------------------
+# One file
+# --------------------------------------------------------------------------------------------------
+
+
+def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
+    """Read one recording into an Arrow table of kept events (runs in worker processes)."""
+    path, stored_path, split, config = task
+    result = FileResult(path=path, split=split)
+    limiter = RateLimiter(config.rates_hz)
+    topics: list[str] = []
+    times: list[int] = []
+    types: list[str] = []
+    payloads: list[bytes] = []
+    prefixes: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+    try:
+        with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
+            for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
+                result.events_read[topic] += 1
+                if not limiter.keep(topic, timestamp_ns, message_type, data):
+                    continue
+                result.events_kept[topic] += 1
+                topics.append(topic)
+                times.append(timestamp_ns)
+                types.append(message_type)
+                prefix = prefixes.get((topic, message_type))
+                if prefix is None:
+                    prefix = prefixes[(topic, message_type)] = _envelope_parts(topic, message_type)
+                payloads.append(_envelope(prefix, timestamp_ns, data))
+            report = reader.report
+            if report.damaged or report.bad_messages:
+                result.problem = _describe_damage(report)
+    except OWADataError as e:
+        if config.strict:
+            raise
+        result.problem, result.skipped = str(e), True
+        result.events_kept.clear()
+        return result
+    if not times:
+        result.problem = result.problem or f"no events on topics {', '.join(config.keep_topics)}"
+        result.skipped = True
+        return result
+    n = len(times)
+    result.table = pa.Table.from_arrays(
+        [
+            pa.array([stored_path] * n, pa.string()),
+            pa.array(topics, pa.string()),
+            pa.array(times, pa.int64()),
+            pa.array(types, pa.string()),
+            pa.array(payloads, pa.binary()),
+        ],
+        schema=_ARROW_SCHEMA,
+    )
+    return result
+
+
+def _envelope_parts(topic: str, message_type: str) -> tuple[bytes, bytes]:
+    head = b'{"topic":' + orjson.dumps(topic) + b',"timestamp":'
+    tail = b',"message_type":' + orjson.dumps(message_type) + b"}"
+    return head, tail
+
+
+def _envelope(parts: tuple[bytes, bytes], timestamp_ns: int, data: bytes) -> bytes:
+    """``McapMessage.model_dump_json()`` bytes, built without a model (tested byte-for-byte equal)."""
+    return b"".join((parts[0], str(timestamp_ns).encode(), b',"message":', orjson.dumps(data.decode()), parts[1]))
+
+
+def _describe_damage(report: Any) -> str:
+    parts = []
+    if report.damaged:
+        parts.append(f"damaged at byte {report.offset}: {report.error}")
+    if report.chunks_skipped:
+        parts.append(f"{report.chunks_skipped} corrupt chunk(s) skipped")
+    if report.bad_messages:
+        parts.append(f"{report.bad_messages} bad message(s) skipped")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Discovery and splits
+# --------------------------------------------------------------------------------------------------
+
+
+def discover_recordings(root: str | os.PathLike[str]) -> list[Path]:
+    """All ``*.mcap`` files under ``root``, recursively, sorted by path.
+
+    Raises:
+        DatasetError: ``root`` is not a folder.
+    """
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise DatasetError("Recordings folder does not exist or is not a folder", path=root_path)
+    return sorted(p.absolute() for p in root_path.rglob("*.mcap") if p.is_file())
+
+
+def _split_files(config: EventDatasetConfig) -> dict[str, list[Path]]:
+    train = discover_recordings(config.train_dir)
+    if config.test_dir is not None:
+        test = discover_recordings(config.test_dir)
+        overlap = {p.resolve() for p in train} & {p.resolve() for p in test}
+        if overlap:
+            raise DatasetError(
+                f"Train and test share {len(overlap)} recording(s), e.g. {sorted(overlap)[0]}; they must not overlap",
+                path=config.test_dir,
+            )
+        return {"train": train, "test": test}
+    shuffled = list(train)
+    random.Random(config.seed).shuffle(shuffled)
+    n_test = round(len(shuffled) * config.test_percent)
+    if config.test_percent > 0 and n_test == 0 and len(shuffled) > 1:
+        n_test = 1
+    test_set = set(shuffled[:n_test])
+    return {"train": [p for p in train if p not in test_set], "test": sorted(test_set)}
+
+
+def _stored_path(path: Path, relative_to: Path | None) -> str:
+    if relative_to is None:
+        return str(path)
+    return os.path.relpath(path, relative_to.absolute())
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+def _results(tasks: Sequence[tuple[str, str, str, EventDatasetConfig]], workers: int) -> Iterator[FileResult]:
+    """Per-file results in task order; a process pool when more than one worker and file."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_convert_file, tasks)
+        return
+    # fork: starts in milliseconds and works from notebooks and `python -c`; the parent has done no
+    # threaded work yet when the pool starts. Elsewhere spawn (then the caller needs a __main__ guard).
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(min(workers, len(tasks)), initializer=_worker_signals) as pool:
+        yield from pool.imap(_convert_file, tasks, chunksize=max(1, min(16, len(tasks) // (workers * 8))))
+
+
+def _worker_signals() -> None:
+    # Interrupts are the parent's to handle: it terminates the pool and removes the partial output.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def build_event_dataset(
+    config: EventDatasetConfig, *, on_file: Callable[[FileResult], None] | None = None
+):  # -> datasets.DatasetDict
+    """Convert recordings to an Event Dataset; save it when ``config.output_dir`` is set.
+
+    Args:
+        config: what to read and how (see :class:`EventDatasetConfig`).
+        on_file: called in the main process after each file (progress bars use it).
+
+    Returns:
+        A ``datasets.DatasetDict`` with ``train`` and ``test``; its ``report`` attribute is the
+        :class:`EventDatasetReport`. When saved, the returned dict is loaded from the output folder.
+
+    Raises:
+        DatasetError: missing folders, overlapping splits, no recordings found.
+        OutputExistsError: output exists and ``config.overwrite`` is False.
+        OWADataError: any bad recording when ``config.strict``.
+    """
+    import datasets
+
+    started = time.perf_counter()
+    splits = _split_files(config)
+    if not any(splits.values()):
+        raise DatasetError("No .mcap recordings found", path=config.train_dir)
+    tasks = [
+        (str(path), _stored_path(path, config.relative_to), split, config)
+        for split in ("train", "test")
+        for path in splits[split]
+    ]
+    report = EventDatasetReport()
+    schema = _ARROW_SCHEMA.with_metadata(
+        {"huggingface": json.dumps({"info": {"features": event_features().to_dict()}})}
+    )
+
+    def convert(sink: Callable[[str, pa.Table], None]) -> None:
+        for result in _results(tasks, config.resolved_workers()):
+            report.add(result)
+            if result.table is not None:
+                sink(result.split, result.table.replace_schema_metadata(schema.metadata))
+            if on_file is not None:
+                on_file(result)
+
+    if config.output_dir is None:  # in memory, as the caller asked for no folder
+        tables: dict[str, list[pa.Table]] = {"train": [], "test": []}
+        convert(lambda split, table: tables[split].append(table))
+        report.seconds = time.perf_counter() - started
+        in_memory = datasets.DatasetDict(
+            {
+                split: datasets.Dataset(
+                    pa.concat_tables(parts, promote_options="none") if parts else schema.empty_table()
+                )
+                for split, parts in tables.items()
+            }
+        )
+        in_memory.report = report
+        return in_memory
+
+    with atomic_output_dir(config.output_dir, overwrite=config.overwrite) as tmp:
+        # Stream each split into one Arrow file (memory stays flat), then let `datasets` lay out the folder.
+        scratch = tmp / ".scratch"
+        scratch.mkdir()
+        writers = {split: pa.ipc.new_stream(str(scratch / f"{split}.arrow"), schema) for split in ("train", "test")}
+        try:
+            convert(lambda split, table: writers[split].write_table(table))
+        finally:
+            for writer in writers.values():
+                writer.close()
+        staged = datasets.DatasetDict(
+            {split: datasets.Dataset.from_file(str(scratch / f"{split}.arrow")) for split in writers}
+        )
+        with quiet_datasets_progress():
+            staged.save_to_disk(str(tmp))
+        del staged
+        for item in scratch.iterdir():
+            item.unlink()
+        scratch.rmdir()
+        report.seconds = time.perf_counter() - started
+        (tmp / REPORT_FILENAME).write_text(
+            json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
+        )
+    saved = datasets.load_from_disk(str(config.output_dir))
+    saved.report = report
+    return saved
+
+
+def parse_rates(values: Iterable[str]) -> dict[str, float]:
+    """Parse ``topic=Hz`` strings (the ``--rate`` flag), on top of the defaults.
+
+    Raises:
+        ValueError: a malformed item, with a one-line message.
+    """
+    rates = dict(DEFAULT_RATES_HZ)
+    for value in values:
+        topic, sep, hz = value.partition("=")
+        try:
+            rate = float(hz)
+        except ValueError:
+            rate = math.nan
+        if not sep or not topic or not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"Invalid --rate {value!r}. Use topic=Hz with a positive number, e.g. mouse=60.")
+        rates[topic] = rate
+    return rates
