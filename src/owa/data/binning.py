@@ -754,7 +754,7 @@ def build_binned_dataset(
         }
         return wrap(built)
 
-    from owa.data.outputs import atomic_output_dir, quiet_datasets_progress
+    from owa.data.outputs import atomic_output_dir, save_dataset
 
     output = Path(output_dir).absolute()
     resolved = output.resolve()
@@ -771,8 +771,7 @@ def build_binned_dataset(
                 for chunk in _iter_split_tables(_split_table(dataset), config, schema, split, chunk_events):
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
-        with quiet_datasets_progress():
-            wrap(staged).save_to_disk(str(tmp))
+        save_dataset(wrap(staged), tmp)
         del staged
         for item in scratch.iterdir():
             item.unlink()

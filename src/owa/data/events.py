@@ -7,6 +7,9 @@ The rules, in one place:
   least ``1/60`` s passed since the last kept move. Clicks, scrolls, key presses and releases are never
   dropped, and do not reset the clock. Continuous samples are: mouse moves, screen frames and raw mouse
   motion without button flags. A rate on a topic without continuous samples (``keyboard``) thins nothing.
+  Samples stamped in the same nanosecond as the last kept one count as the same instant and are kept
+  (real recorders stamp bursts of moves with one clock tick), so a rate above the recorded rate keeps
+  every message. ``inf`` means no limit.
 * **Order.** Episodes are sorted by path; events are in log-time order within an episode. The result is
   the same for any ``num_workers``.
 * **Splits.** ``test_dir`` gives the test split; otherwise a seeded fraction ``test_percent`` of the
@@ -40,7 +43,7 @@ import orjson
 import pyarrow as pa
 
 from owa.data.errors import DatasetError, OWADataError
-from owa.data.outputs import atomic_output_dir, quiet_datasets_progress
+from owa.data.outputs import atomic_output_dir, save_dataset
 from owa.data.recordings.reader import OWAMcapReader
 
 __all__ = [
@@ -109,8 +112,8 @@ class EventDatasetConfig:
 
     def __post_init__(self) -> None:
         for topic, rate in self.rates_hz.items():
-            if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
-                raise ValueError(f"Invalid rate for {topic!r} ({rate!r}). Rates are positive numbers of Hz.")
+            if not (isinstance(rate, int | float) and rate > 0 and not math.isnan(rate)):
+                raise ValueError(f"Invalid rate for {topic!r} ({rate!r}). Rates are positive numbers of Hz (or inf).")
         if not self.keep_topics:
             raise ValueError("Invalid keep_topics (empty). Keep at least one topic, e.g. screen, keyboard, mouse.")
         if not 0 <= self.test_percent < 1:
@@ -227,7 +230,7 @@ class RateLimiter:
     """Per-topic minimum spacing of continuous samples, in integer nanoseconds."""
 
     def __init__(self, rates_hz: Mapping[str, float]) -> None:
-        self._interval_ns = {topic: round(1e9 / rate) for topic, rate in rates_hz.items()}
+        self._interval_ns = {topic: round(1e9 / rate) for topic, rate in rates_hz.items() if rate != math.inf}
         self._last_kept: dict[str, int] = {}
 
     def keep(self, topic: str, timestamp_ns: int, message_type: str, data: bytes) -> bool:
@@ -235,7 +238,9 @@ class RateLimiter:
         if interval is None or not is_continuous_sample(message_type, data):
             return True
         last = self._last_kept.get(topic)
-        if last is not None and timestamp_ns - last < interval:
+        # Samples stamped in the same nanosecond as the last kept one share its instant: the recorder's
+        # clock could not tell them apart, so they are kept and do not move the clock.
+        if last is not None and 0 < timestamp_ns - last < interval:
             return False
         self._last_kept[topic] = timestamp_ns
         return True
@@ -455,8 +460,7 @@ def build_event_dataset(
         staged = datasets.DatasetDict(
             {split: datasets.Dataset.from_file(str(scratch / f"{split}.arrow")) for split in writers}
         )
-        with quiet_datasets_progress():
-            staged.save_to_disk(str(tmp))
+        save_dataset(staged, tmp)
         del staged
         for item in scratch.iterdir():
             item.unlink()
@@ -483,7 +487,7 @@ def parse_rates(values: Iterable[str]) -> dict[str, float]:
             rate = float(hz)
         except ValueError:
             rate = math.nan
-        if not sep or not topic or not math.isfinite(rate) or rate <= 0:
-            raise ValueError(f"Invalid --rate {value!r}. Use topic=Hz with a positive number, e.g. mouse=60.")
+        if not sep or not topic or math.isnan(rate) or rate <= 0:
+            raise ValueError(f"Invalid --rate {value!r}. Use topic=Hz with a positive number (or inf), e.g. mouse=60.")
         rates[topic] = rate
     return rates

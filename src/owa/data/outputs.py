@@ -12,10 +12,11 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from owa.data.errors import OutputExistsError
 
-__all__ = ["atomic_output_dir", "quiet_datasets_progress"]
+__all__ = ["atomic_output_dir", "quiet_datasets_progress", "save_dataset"]
 
 
 @contextlib.contextmanager
@@ -62,3 +63,19 @@ def quiet_datasets_progress() -> Iterator[None]:
     finally:
         if not was_disabled:
             enable_progress_bars()
+
+
+def save_dataset(dataset: Any, path: str | os.PathLike[str]) -> None:
+    """``save_to_disk`` a ``Dataset`` or ``DatasetDict`` quietly, keeping empty splits loadable.
+
+    ``datasets`` picks zero shards for an empty split, which ``load_from_disk`` then cannot read; an
+    empty split is written as one empty shard instead.
+    """
+    import datasets
+
+    with quiet_datasets_progress():
+        if isinstance(dataset, datasets.DatasetDict):
+            shards = {name: (1 if len(split) == 0 else None) for name, split in dataset.items()}
+            dataset.save_to_disk(str(path), num_shards=shards)
+        else:
+            dataset.save_to_disk(str(path), num_shards=1 if len(dataset) == 0 else None)

@@ -33,7 +33,7 @@ def main() -> None:
 
 def run_single(command: Callable[..., None]) -> None:
     """Run one command function as a whole program (the scripts/ wrappers), with plain one-line errors."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     single = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     single.command()(command)
     single()

@@ -20,7 +20,8 @@ _DEFAULTS = EventDatasetConfig(train_dir=Path("."))
 RATE_HELP = (
     "Maximum rate of continuous samples on a topic, as topic=Hz; repeatable (defaults: mouse=60, screen=20). "
     "Only mouse moves, screen frames and raw mouse motion are thinned; key presses/releases, clicks and "
-    "scrolls are never dropped."
+    "scrolls are never dropped. Samples in the same nanosecond as the last kept one count as one instant. "
+    "topic=inf disables thinning."
 )
 
 

@@ -1,0 +1,299 @@
+"""Stage 1: recordings → Event Dataset."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from datasets import Value, load_from_disk
+from mcap.reader import make_reader
+
+from owa.data.errors import DatasetError, OutputExistsError, RecordingError
+from owa.data.events import (
+    REPORT_FILENAME,
+    EventDatasetConfig,
+    RateLimiter,
+    build_event_dataset,
+    is_continuous_sample,
+    parse_rates,
+)
+from owa.data.messages import McapMessage
+from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+UNLIMITED = {"mouse": 1e9, "screen": 1e9, "keyboard": 1e9}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six short synthetic episodes (no video: stage 1 never decodes frames), two of them in a subfolder."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_sample_corpus(root, 4, SampleConfig(seconds=2, video=False, seed=7))
+    write_sample_corpus(root / "nested" / "deeper", 2, SampleConfig(seconds=2, video=False, seed=8))
+    return root
+
+
+@pytest.fixture
+def real_copy(recordings_dir: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "real"
+    root.mkdir()
+    for name in ("0.3.2", "0.4.2", "0.5.1"):
+        for suffix in (".mcap", ".mkv"):
+            shutil.copy(recordings_dir / f"{name}{suffix}", root / f"{name}{suffix}")
+    return root
+
+
+def bare_topics(path: Path, topics: set[str]) -> list[tuple[str, int, bytes]]:
+    with open(path, "rb") as f:
+        return [(c.topic, m.log_time, m.data) for _, c, m in make_reader(f).iter_messages() if c.topic in topics]
+
+
+def test_schema_is_exactly_the_spec(real_copy: Path, tmp_path: Path) -> None:
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=tmp_path / "out"))
+    assert set(dataset) == {"train", "test"}
+    for split in dataset.values():
+        assert split.features == {
+            "episode_path": Value("string"),
+            "topic": Value("string"),
+            "timestamp_ns": Value("int64"),
+            "message_type": Value("string"),
+            "mcap_message": Value("binary"),
+        }
+    reloaded = load_from_disk(str(tmp_path / "out"))
+    assert reloaded["train"][:] == dataset["train"][:]
+
+
+def test_nothing_is_lost_above_recorded_rates(real_copy: Path) -> None:
+    topics = ("screen", "keyboard", "mouse")
+    dataset = build_event_dataset(
+        EventDatasetConfig(train_dir=real_copy, rates_hz=UNLIMITED, keep_topics=topics, test_percent=0)
+    )
+    rows = dataset["train"]
+    assert len(dataset["test"]) == 0
+    for mcap in sorted(real_copy.glob("*.mcap")):
+        expected = bare_topics(mcap, set(topics))
+        got = [r for r in rows if r["episode_path"] == str(mcap)]
+        assert collections.Counter((t, ts) for t, ts, _ in expected) == collections.Counter(
+            (r["topic"], r["timestamp_ns"]) for r in got
+        )
+        assert got[-1]["timestamp_ns"] == max(ts for _, ts, _ in expected)  # the last message of the file
+
+
+def test_rows_are_mcap_message_json_byte_for_byte(real_copy: Path) -> None:
+    dataset = build_event_dataset(
+        EventDatasetConfig(train_dir=real_copy, keep_topics=("screen", "keyboard", "mouse", "window"), test_percent=0)
+    )
+    for row in dataset["train"]:
+        message = McapMessage.model_validate_json(row["mcap_message"])
+        assert row["mcap_message"] == message.model_dump_json().encode()
+        assert (message.topic, message.timestamp, message.message_type) == (
+            row["topic"],
+            row["timestamp_ns"],
+            row["message_type"],
+        )
+    titles = [orjson.loads(McapMessage.model_validate_json(r["mcap_message"]).message) for r in dataset["train"]]
+    assert any("메모장" in t.get("title", "") for t in titles)  # non-ASCII survives
+
+
+def test_every_recorder_version_gets_current_types_and_media_ref(real_copy: Path) -> None:
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=real_copy, test_percent=0))
+    screens = [r for r in dataset["train"] if r["topic"] == "screen"]
+    assert {Path(r["episode_path"]).name for r in screens} == {"0.3.2.mcap", "0.4.2.mcap", "0.5.1.mcap"}
+    for row in screens:
+        assert row["message_type"] == "desktop/ScreenCaptured"
+        payload = orjson.loads(McapMessage.model_validate_json(row["mcap_message"]).message)
+        assert payload["media_ref"]["uri"].endswith(".mkv")
+
+
+def test_rate_limit_thins_only_continuous_samples(corpus: Path) -> None:
+    everything = build_event_dataset(EventDatasetConfig(train_dir=corpus, rates_hz=UNLIMITED, test_percent=0))
+    thinned = build_event_dataset(
+        EventDatasetConfig(train_dir=corpus, rates_hz={"mouse": 2, "screen": 1}, test_percent=0)
+    )
+
+    def kinds(rows) -> collections.Counter:
+        counter: collections.Counter = collections.Counter()
+        for row in rows:
+            payload = orjson.loads(McapMessage.model_validate_json(row["mcap_message"]).message)
+            counter[(row["topic"], payload.get("event_type"))] += 1
+        return counter
+
+    full, thin = kinds(everything["train"]), kinds(thinned["train"])
+    for key in (("keyboard", "press"), ("keyboard", "release"), ("mouse", "click"), ("mouse", "scroll")):
+        assert full[key] > 0 and thin[key] == full[key], key
+    assert 0 < thin[("mouse", "move")] < full[("mouse", "move")]
+    assert 0 < thin[("screen", None)] < full[("screen", None)]
+    by_episode: dict[str, list[int]] = collections.defaultdict(list)
+    for row in thinned["train"]:
+        payload = orjson.loads(McapMessage.model_validate_json(row["mcap_message"]).message)
+        if row["topic"] == "mouse" and payload["event_type"] == "move":
+            by_episode[row["episode_path"]].append(row["timestamp_ns"])
+    for times in by_episode.values():
+        assert all(b - a >= 500_000_000 or b == a for a, b in itertools.pairwise(times))
+
+
+def test_rate_rule_units() -> None:
+    move, click = b'{"event_type":"move","x":1,"y":2}', b'{"event_type":"click","x":1,"y":2,"button":"left"}'
+    assert is_continuous_sample("desktop/MouseEvent", move)
+    assert not is_continuous_sample("desktop/MouseEvent", click)
+    assert not is_continuous_sample("desktop/KeyboardEvent", b'{"event_type":"press","vk":1}')
+    assert is_continuous_sample("desktop/RawMouseEvent", b'{"last_x":1,"last_y":0,"button_flags":0}')
+    assert not is_continuous_sample("desktop/RawMouseEvent", b'{"last_x":0,"last_y":0,"button_flags":1}')
+    limiter = RateLimiter({"mouse": 10})
+    kept = [limiter.keep("mouse", t, "desktop/MouseEvent", move) for t in (0, 50_000_000, 100_000_000, 150_000_000)]
+    assert kept == [True, False, True, False]
+    assert limiter.keep("mouse", 160_000_000, "desktop/MouseEvent", click)  # clicks always pass
+    assert not limiter.keep("mouse", 170_000_000, "desktop/MouseEvent", move)  # and do not reset the clock
+    assert limiter.keep("mouse", 200_000_000, "desktop/MouseEvent", move)
+    assert limiter.keep("mouse", 200_000_000, "desktop/MouseEvent", move)  # same instant as the last kept
+    assert all(RateLimiter({"mouse": float("inf")}).keep("mouse", 5, "desktop/MouseEvent", move) for _ in range(3))
+
+
+def test_identical_whatever_the_worker_count(corpus: Path) -> None:
+    one = build_event_dataset(EventDatasetConfig(train_dir=corpus, num_workers=1, seed=3))
+    two = build_event_dataset(EventDatasetConfig(train_dir=corpus, num_workers=2, seed=3))
+    for split in ("train", "test"):
+        assert one[split][:] == two[split][:]
+        paths = one[split]["episode_path"]
+        assert paths == sorted(paths)
+        for path in set(paths):
+            times = [r["timestamp_ns"] for r in one[split] if r["episode_path"] == path]
+            assert times == sorted(times)
+
+
+def test_recursive_discovery_and_seeded_split(corpus: Path) -> None:
+    def split_of(seed: int) -> tuple[set[str], set[str]]:
+        d = build_event_dataset(EventDatasetConfig(train_dir=corpus, test_percent=0.34, seed=seed))
+        return set(d["train"]["episode_path"]), set(d["test"]["episode_path"])
+
+    train, test = split_of(1)
+    assert len(train) + len(test) == 6 and len(test) == 2 and not train & test
+    assert any("nested/deeper" in p for p in train | test)
+    assert split_of(1) == (train, test)
+    assert any(split_of(seed) != (train, test) for seed in range(2, 8))
+
+
+def test_test_dir_and_overlap(corpus: Path, tmp_path: Path) -> None:
+    train, test = tmp_path / "train", tmp_path / "test"
+    shutil.copytree(corpus, train, ignore=shutil.ignore_patterns("nested"))
+    shutil.copytree(corpus / "nested", test)
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=train, test_dir=test))
+    assert {Path(p).parent for p in dataset["test"]["episode_path"]} == {test / "deeper"}
+    assert len(set(dataset["train"]["episode_path"])) == 4
+    with pytest.raises(DatasetError, match="must not overlap"):
+        build_event_dataset(EventDatasetConfig(train_dir=corpus, test_dir=corpus / "nested"))
+
+
+def test_relative_paths(corpus: Path, tmp_path: Path) -> None:
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=corpus, relative_to=corpus, test_percent=0))
+    paths = set(dataset["train"]["episode_path"])
+    assert all(not Path(p).is_absolute() and (corpus / p).is_file() for p in paths)
+
+
+def test_bad_recordings_are_listed_not_fatal(real_copy: Path, tmp_path: Path) -> None:
+    (real_copy / "empty.mcap").write_bytes(b"")
+    (real_copy / "junk.mcap").write_bytes(b"this is not mcap")
+    data = (real_copy / "0.4.2.mcap").read_bytes()
+    (real_copy / "truncated.mcap").write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out"
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=out, test_percent=0))
+    report = dataset.report
+    problems = {Path(p["file"]).name: p for p in report.problems}
+    assert problems["empty.mcap"]["action"] == "skipped" and problems["junk.mcap"]["action"] == "skipped"
+    assert problems["truncated.mcap"]["action"] == "salvaged"
+    assert problems["truncated.mcap"]["events_kept"] > 0
+    assert "byte" in problems["truncated.mcap"]["reason"]
+    assert report.files == 6 and report.files_skipped == 2 and report.files_salvaged == 1
+    saved = json.loads((out / REPORT_FILENAME).read_text())
+    assert {Path(p["file"]).name for p in saved["report"]["problems"]} == set(problems)
+    kept = [r for r in dataset["train"] if r["episode_path"].endswith("truncated.mcap")]
+    assert len(kept) == problems["truncated.mcap"]["events_kept"]
+    summary = report.format_table()
+    assert "truncated.mcap" in summary and "skipped" in summary
+
+
+def test_strict_fails_and_leaves_nothing(real_copy: Path, tmp_path: Path) -> None:
+    (real_copy / "zzz-junk.mcap").write_bytes(b"this is not mcap")
+    out = tmp_path / "out"
+    with pytest.raises(RecordingError, match="zzz-junk"):
+        build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=out, strict=True, num_workers=1))
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [real_copy]  # no temporary folder left behind
+
+
+def test_existing_output_is_refused_unless_overwrite(real_copy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=out))
+    assert (out / "keep.txt").read_text() == "mine"
+    build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=out, overwrite=True))
+    assert not (out / "keep.txt").exists() and (out / "dataset_dict.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rates_hz": {"mouse": 0}}, "Invalid rate"),
+        ({"test_percent": 1.5}, "Invalid test_percent"),
+        ({"keep_topics": ()}, "Invalid keep_topics"),
+        ({"num_workers": -1}, "Invalid num_workers"),
+    ],
+)
+def test_invalid_config(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EventDatasetConfig(train_dir=Path("."), **kwargs)
+
+
+def test_parse_rates() -> None:
+    assert parse_rates(["mouse=30", "mouse/raw=100"]) == {"mouse": 30.0, "screen": 20.0, "mouse/raw": 100.0}
+    assert parse_rates(["screen=inf"])["screen"] == float("inf")
+    for bad in ("mouse", "=3", "mouse=x", "mouse=-1", "mouse=nan"):
+        with pytest.raises(ValueError, match="Invalid --rate"):
+            parse_rates([bad])
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    script = REPO / "scripts" / "01_raw_events_to_event_dataset.py"
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_script_with_the_spec_flags(real_copy: Path, tmp_path: Path) -> None:
+    test_dir = tmp_path / "test-recordings"
+    test_dir.mkdir()
+    shutil.move(real_copy / "0.5.1.mcap", test_dir / "0.5.1.mcap")
+    out = tmp_path / "events"
+    result = run_script(
+        "--train-dir", str(real_copy), "--test-dir", str(test_dir), "--output-dir", str(out),
+        "--rate", "screen=20", "--rate", "mouse=60", "--keep_topic", "screen", "--keep_topic", "keyboard",
+        "--num-workers", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dropped by rate" in result.stdout
+    dataset = load_from_disk(str(out))
+    assert set(dataset["train"]["topic"]) == {"screen", "keyboard"}
+    assert {Path(p).name for p in dataset["test"]["episode_path"]} == {"0.5.1.mcap"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rate", "mouse=fast"],
+        ["--test_percent", "2"],
+        ["--num-workers", "many"],
+    ],
+)
+def test_script_bad_flags_one_line_error(real_copy: Path, tmp_path: Path, args: list[str]) -> None:
+    result = run_script("--train-dir", str(real_copy), "--output-dir", str(tmp_path / "o"), *args)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
