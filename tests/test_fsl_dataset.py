@@ -337,3 +337,112 @@ def test_bench_fsl_quick_runs() -> None:
     results = main(["--quick"])
     assert results["text_samples_per_s"] > 0 and results["images_images_per_s"] > 0
     assert results["images_mb_per_s"] > 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The spec's snippets, as written (a local tokenizer folder and dataset folder in place of the hub name and paths)
+# ------------------------------------------------------------------------------------------------------------
+
+QUICK_START_STEP_4 = """
+from datasets import load_from_disk
+from transformers import AutoTokenizer
+from owa.data.episode_tokenizer import EpisodeTokenizer
+from owa.data.fsl_dataset import FSLDataset
+
+event_dataset = load_from_disk('$EVENT_DATASET_DIR')
+tokenizer = AutoTokenizer.from_pretrained('HuggingFaceTB/SmolVLM2-2.2B-Base')
+event_tokenizer = EpisodeTokenizer(image_token='<image>')
+event_tokenizer.prepare_model(tokenizer=tokenizer)
+
+for split, ds in event_dataset.items():
+    event_dataset[split] = event_tokenizer.tokenize_event_dataset(ds)
+
+fsl_dataset = FSLDataset(event_dataset['train'], pad_token_id=tokenizer.pad_token_id, max_sequence_length=1024)
+fsl_dataset.prepare()
+
+for sample in fsl_dataset.take(1):
+    print(f'{sample=}')
+"""
+
+COMPLETE_EXAMPLE = """
+from datasets import load_from_disk
+from tqdm import tqdm
+from transformers import AutoTokenizer
+
+from owa.data.episode_tokenizer import EpisodeTokenizer
+from owa.data.fsl_dataset import FSLDataset
+
+# Load event dataset
+event_dataset = load_from_disk("/mnt/raid12/datasets/owa/data/super-hexagon-event")
+tokenizer = AutoTokenizer.from_pretrained("HuggingFaceTB/SmolVLM2-2.2B-Base")
+
+print("[!] Printing raw event dataset...")
+for sample in event_dataset["train"].take(5):
+    print(f"{sample=}")
+
+event_tokenizer = EpisodeTokenizer(image_token="<image>")
+event_tokenizer.prepare_model(tokenizer=tokenizer)
+
+for split, dataset in event_dataset.items():
+    tokenized = event_tokenizer.tokenize_event_dataset(dataset)
+    event_dataset[split] = tokenized
+
+print("[!] Printing tokenized event dataset...")
+for sample in event_dataset["train"].take(5):
+    print(f"{sample=}")
+
+
+dataset = FSLDataset(event_dataset["train"], pad_token_id=tokenizer.pad_token_id, max_sequence_length=1024)
+dataset.prepare()
+
+print("[!] Printing FSL dataset...")
+for sample in dataset.take(1):
+    print(f"{sample=}")
+
+for sample in tqdm(dataset.take(30)):
+    ...
+"""
+
+
+@pytest.fixture(scope="module")
+def spec_folders(recordings_dir, tmp_path_factory):
+    """A saved Event DatasetDict (real recording) and a saved local Qwen2.5 tokenizer folder."""
+    from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer
+
+    root = tmp_path_factory.mktemp("spec")
+    events = datasets.DatasetDict(
+        {
+            "train": event_dataset_from_mcap(recordings_dir / "0.5.1.mcap"),
+            "test": event_dataset_from_mcap(recordings_dir / "0.5.1.mcap").select(range(40)),
+        }
+    )
+    events.save_to_disk(root / "event")
+    qwen25_tokenizer().save_pretrained(root / "tokenizer")
+    return root / "event", root / "tokenizer"
+
+
+def test_spec_quick_start_step_4_runs_as_written(spec_folders) -> None:
+    import subprocess
+    import sys
+
+    event_dir, tokenizer_dir = spec_folders
+    code = QUICK_START_STEP_4.replace("$EVENT_DATASET_DIR", str(event_dir)).replace(
+        "HuggingFaceTB/SmolVLM2-2.2B-Base", str(tokenizer_dir)
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("sample={'token_ids': array([")
+    assert "'attention_mask': array([1, 1," in done.stdout and "'total_token_count': " in done.stdout
+    assert "'images': [<PIL.Image.Image image mode=RGB size=" in done.stdout
+
+
+def test_spec_complete_example_runs_as_written(spec_folders, capsys: pytest.CaptureFixture[str]) -> None:
+    event_dir, tokenizer_dir = spec_folders
+    code = COMPLETE_EXAMPLE.replace("/mnt/raid12/datasets/owa/data/super-hexagon-event", str(event_dir)).replace(
+        "HuggingFaceTB/SmolVLM2-2.2B-Base", str(tokenizer_dir)
+    )
+    exec(compile(code, "complete_example", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.count("sample={'episode_path': ") == 10  # raw rows, then tokenized rows
+    assert "'token_ids': [" in out and "[!] Printing FSL dataset..." in out
+    assert out.rstrip().endswith("}") and "'images': [<PIL.Image.Image image mode=RGB" in out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -32,6 +33,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from owa.data.encoders.base import EVENT_END, EVENT_START
 from owa.data.errors import DatasetError, EncodingError, OWADataError, TokenizerNotPreparedError
 from owa.data.messages import McapMessage, ScreenCaptured
 
@@ -52,11 +54,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _PIECE = re.compile(r"<[^<>]*>")
-_EVENT_START = "<EVENT_START>"
-_EVENT_END = "<EVENT_END>"
 # Rows per process below which tokenize_event_dataset stays in one process: starting workers and shipping the
 # tokenizer to them costs more than it saves on small datasets.
-_MIN_ROWS_PER_PROCESS = 50_000
+_MIN_ROWS_PER_PROCESS = 250_000
 _BATCH_SIZE = 2_000
 
 
@@ -105,9 +105,9 @@ def serialize_screen(screen: ScreenCaptured) -> str:
 
     The form is the payload's fields plus ``"base_dir"``; :func:`deserialize_screen` reads it back.
     """
-    fields = screen.model_dump(mode="json", exclude_none=True)
-    fields["base_dir"] = screen.base_dir
-    return orjson.dumps(fields).decode()
+    payload = screen.model_dump_json(exclude_none=True)  # "{...}"
+    base_dir = orjson.dumps(screen.base_dir).decode()
+    return f'{{"base_dir":{base_dir}}}' if payload == "{}" else f'{payload[:-1]},"base_dir":{base_dir}}}'
 
 
 def deserialize_screen(text: str | bytes) -> ScreenCaptured:
@@ -154,6 +154,7 @@ class EpisodeTokenizer:
         self.encoder: EventEncoder = create_encoder(encoder_type, image_token=image_token)
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._token_to_id: dict[str, int] = {}
+        self._open_to_id: dict[str, int] = {}  # "<TOKEN" (no closing bracket) -> id, for the batch lookup
         self._id_to_token: dict[int, str] = {}
         self._lookup_is_exact = False
 
@@ -199,6 +200,7 @@ class EpisodeTokenizer:
         ids = tokenizer.convert_tokens_to_ids(vocab)
         self._token_to_id = dict(zip(vocab, ids, strict=True))
         self._id_to_token = {i: t for t, i in self._token_to_id.items()}
+        self._open_to_id = {t[:-1]: i for t, i in self._token_to_id.items()}
         self._tokenizer = tokenizer
         self._lookup_is_exact = _lookup_is_exact(tokenizer, self._token_to_id)
         if not self._lookup_is_exact:
@@ -283,7 +285,7 @@ class EpisodeTokenizer:
                 default the current directory. The screen references in ``images`` carry the resolved, absolute
                 folder, so the tokenized dataset reads frames from wherever the recordings were at this call.
             num_proc: worker processes; ``None`` picks from the usable cores and the dataset size (one process
-                below about 50,000 rows per process).
+                below about 250,000 rows per process).
             batch_size: rows per batch handed to a worker.
 
         Returns:
@@ -342,6 +344,28 @@ class EpisodeTokenizer:
     def _expand(self, text: str) -> str:
         image_token = self.config.image_token
         return text.replace(image_token, image_token * self.config.image_token_length)
+
+    def _ids_flat(self, texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all ``texts`` concatenated (int32) and the token count of each text (int64).
+
+        Each text's ids equal ``tokenizer.encode(text, add_special_tokens=False)``.
+        """
+        if self._lookup_is_exact and all(text.endswith(">") for text in texts if text):
+            # Texts of our ``<...>`` tokens only: split the whole batch at every '>' in one call. As every text ends
+            # with '>', no piece spans two texts; a piece that is not one of our tokens falls back below.
+            pieces = "".join(texts).split(">")
+            pieces.pop()  # what follows the last '>': empty
+            try:
+                values = np.fromiter(map(self._open_to_id.__getitem__, pieces), dtype=np.int32, count=len(pieces))
+            except KeyError:
+                pass
+            else:
+                counts = np.fromiter((text.count(">") for text in texts), dtype=np.int64, count=len(texts))
+                return values, counts
+        ids = self._ids(texts, tokenizer)
+        counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        values = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(counts.sum()))
+        return values, counts
 
     def _ids(self, texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
         """Token ids of each text, equal to ``tokenizer.encode(text, add_special_tokens=False)``."""
@@ -428,19 +452,19 @@ class EpisodeTokenizer:
         skipped = 0
         position = 0
         while True:
-            start = text.find(_EVENT_START, position)
+            start = text.find(EVENT_START, position)
             if start < 0:
                 break
-            end = text.find(_EVENT_END, start)
-            next_start = text.find(_EVENT_START, start + len(_EVENT_START))
+            end = text.find(EVENT_END, start)
+            next_start = text.find(EVENT_START, start + len(EVENT_START))
             if end < 0 or 0 <= next_start < end:
                 if on_error == "raise":
                     raise EncodingError("Incomplete event in token ids (no <EVENT_END>)", snippet=text[start:][:160])
                 skipped += 1
-                position = start + len(_EVENT_START)
+                position = start + len(EVENT_START)
                 continue
-            event_text = text[start : end + len(_EVENT_END)]
-            position = end + len(_EVENT_END)
+            event_text = text[start : end + len(EVENT_END)]
+            position = end + len(EVENT_END)
             event_images = None
             count = event_text.count(config.image_token)
             if image_queue is not None and count:
@@ -505,16 +529,15 @@ class _TokenizeBatch:
         paths = batch.column("episode_path").to_pylist()
         messages = batch.column("mcap_message").to_pylist()
         rows = np.asarray(indices, dtype=np.int64)
-        firsts = self.is_first[rows].tolist()
-        lasts = self.is_last[rows].tolist()
-        start_token, end_token = config.episode_start_token, config.episode_end_token
 
         sources = {
             path: os.path.join(self.episode_root, path) for path in set(paths)
         }  # absolute paths stay as they are
+        image_token = config.image_token
+        expanded = image_token * config.image_token_length
         texts: list[str] = []
         image_refs: list[str] = []
-        image_offsets = [0]
+        image_counts: list[int] = []
         for position, (path, message) in enumerate(zip(paths, messages, strict=True)):
             try:
                 text, images = encode(message, episode_path=sources[path])
@@ -522,29 +545,27 @@ class _TokenizeBatch:
                 raise EncodingError(
                     e.reason, path=path, topic=e.topic, timestamp_ns=e.timestamp_ns, row=indices[position], **e.context
                 ) from e
-            text = owner._expand(text)
-            if firsts[position]:
-                text = start_token + text
-            if lasts[position]:
-                text = text + end_token
+            if images:
+                text = text.replace(image_token, expanded)
+                image_refs.extend(map(serialize_screen, images))
             texts.append(text)
-            for image in images:
-                image_refs.append(serialize_screen(image))
-            image_offsets.append(len(image_refs))
+            image_counts.append(len(images))
+        for position in np.flatnonzero(self.is_first[rows]).tolist():
+            texts[position] = config.episode_start_token + texts[position]
+        for position in np.flatnonzero(self.is_last[rows]).tolist():
+            texts[position] += config.episode_end_token
 
-        ids = owner._ids(texts, self.tokenizer)
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        offsets = np.zeros(len(ids) + 1, dtype=np.int32)
+        values, lengths = owner._ids_flat(texts, self.tokenizer)
+        offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
+        image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
+        np.cumsum(image_counts, out=image_offsets[1:])
         return pa.table(
             {
                 "episode_path": pa.array(paths, type=pa.string()),
                 "text": pa.array(texts, type=pa.string()),
-                "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
-                "images": pa.ListArray.from_arrays(
-                    pa.array(image_offsets, type=pa.int32()), pa.array(image_refs, type=pa.string())
-                ),
+                "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+                "images": pa.ListArray.from_arrays(pa.array(image_offsets), pa.array(image_refs, type=pa.string())),
                 "total_token_count": pa.array(lengths),
             }
         )
