@@ -446,3 +446,43 @@ def test_spec_complete_example_runs_as_written(spec_folders, capsys: pytest.Capt
     assert out.count("sample={'episode_path': ") == 10  # raw rows, then tokenized rows
     assert "'token_ids': [" in out and "[!] Printing FSL dataset..." in out
     assert out.rstrip().endswith("}") and "'images': [<PIL.Image.Image image mode=RGB" in out
+
+
+def test_stage_one_output_of_every_recording_end_to_end(recordings_dir, caplog: pytest.LogCaptureFixture) -> None:
+    """Stage 1 over every real recording (all recorder versions, one without its video) → tokens → samples."""
+    from owa.data.events import EventDatasetConfig, build_event_dataset
+    from tokenizer_fixtures import tiny_bpe_tokenizer
+
+    event_dataset = build_event_dataset(EventDatasetConfig(train_dir=recordings_dir, test_percent=0.0, num_workers=1))
+    tokenizer = tiny_bpe_tokenizer()
+    event_tokenizer = EpisodeTokenizer(image_token="<image>", image_token_length=4)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    for split, ds in event_dataset.items():
+        event_dataset[split] = event_tokenizer.tokenize_event_dataset(ds)
+    assert len(event_dataset["test"]) == 0  # an empty split tokenizes to an empty dataset
+    assert len(FSLDataset(event_dataset["test"], pad_token_id=0, max_sequence_length=64).prepare()) == 0
+
+    train = event_dataset["train"]
+    texts = train["text"]
+    assert sum(t.startswith("<EPISODE_START>") for t in texts) == sum(t.endswith("<EPISODE_END>") for t in texts) == 4
+    for text, ids in zip(texts, train["token_ids"], strict=True):
+        assert ids == tokenizer.encode(text, add_special_tokens=False)
+
+    fsl = FSLDataset(
+        train,
+        pad_token_id=tokenizer.pad_token_id,
+        max_sequence_length=256,
+        episode_aware=True,
+        on_image_error="skip",
+        log_every=None,
+    ).prepare()
+    with caplog.at_level(logging.WARNING):
+        samples = list(fsl)
+    images = [(sample["token_ids"][0], image) for sample in samples for image in sample["images"]]
+    screens = sum(len(row) for row in train["images"])
+    assert len(images) == screens
+    missing = [image for _, image in images if image is None]
+    assert fsl.image_stats.skipped == len(missing) > 0  # ztype-no-video's frames, counted
+    assert fsl.image_stats.errors == {"VideoNotFoundError": len(missing)}
+    assert "example.mkv" in fsl.image_stats.last_error
+    assert all(image.mode == "RGB" for _, image in images if image is not None)

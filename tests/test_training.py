@@ -146,6 +146,15 @@ def _fsl() -> FSLDataset:
     return FSLDataset(ds, pad_token_id=0, max_sequence_length=16, return_position_ids=True, log_every=5).prepare()
 
 
+def test_prepared_dataset_pickles_for_spawned_workers() -> None:
+    fsl = _fsl()
+    copy = pickle.loads(pickle.dumps(fsl))
+    assert len(copy) == len(fsl)
+    for index in (0, len(fsl) // 2, -1):
+        assert copy[index]["token_ids"].tolist() == fsl[index]["token_ids"].tolist()
+        assert copy[index]["position_ids"].tolist() == fsl[index]["position_ids"].tolist()
+
+
 def test_dataloader_with_two_workers_matches_direct_reads() -> None:
     from torch.utils.data import DataLoader
 

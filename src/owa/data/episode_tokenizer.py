@@ -327,6 +327,8 @@ class EpisodeTokenizer:
                 "total_token_count": datasets.Value("int64"),
             }
         )
+        if len(dataset) == 0:  # datasets.map skips the function (and the new columns) on an empty dataset
+            return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         tokenized = dataset.with_format("arrow").map(
             worker,
             batched=True,
