@@ -323,3 +323,15 @@ def test_bench_tokenize_quick_runs() -> None:
 
     results = main(["--quick"])
     assert results["rows"] > 0 and results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0
+
+
+def test_deserialize_screen_rejects_garbage() -> None:
+    from owa.data.errors import MessageValidationError
+
+    for text in ("not json", "[1, 2]", '{"media_ref": {"uri": 3}, "base_dir": null}'):
+        with pytest.raises(MessageValidationError, match="ScreenCaptured"):
+            deserialize_screen(text)
+    bare = ScreenCaptured(media_ref=MediaRef(uri="v.mkv"))
+    assert serialize_screen(bare) == '{"media_ref":{"uri":"v.mkv"},"base_dir":null}'
+    assert serialize_screen(ScreenCaptured()) == '{"base_dir":null}'
+    assert deserialize_screen(serialize_screen(ScreenCaptured())).media_ref is None

@@ -486,3 +486,13 @@ def test_stage_one_output_of_every_recording_end_to_end(recordings_dir, caplog: 
     assert fsl.image_stats.errors == {"VideoNotFoundError": len(missing)}
     assert "example.mkv" in fsl.image_stats.last_error
     assert all(image.mode == "RGB" for _, image in images if image is not None)
+
+
+def test_missing_values_are_named() -> None:
+    ds = tokenized(EVENTS, EPISODES)
+    holes = ds.cast_column("token_ids", datasets.List(datasets.Value("int64"))).map(
+        lambda row, i: {"token_ids": None if i == 2 else row["token_ids"]}, with_indices=True
+    )
+    with pytest.raises(DatasetError, match="'token_ids' has missing values") as info:
+        FSLDataset(holes, pad_token_id=0, max_sequence_length=8).prepare()
+    assert info.value.row == 2

@@ -34,7 +34,7 @@ import orjson
 import pyarrow as pa
 
 from owa.data.encoders.base import EVENT_END, EVENT_START
-from owa.data.errors import DatasetError, EncodingError, OWADataError, TokenizerNotPreparedError
+from owa.data.errors import DatasetError, EncodingError, MessageValidationError, TokenizerNotPreparedError
 from owa.data.messages import McapMessage, ScreenCaptured
 
 if TYPE_CHECKING:
@@ -114,14 +114,14 @@ def deserialize_screen(text: str | bytes) -> ScreenCaptured:
     """Read back what :func:`serialize_screen` wrote.
 
     Raises:
-        MessageValidationError-like :class:`~owa.data.errors.OWADataError`: the text is not a serialized reference.
+        MessageValidationError: the text is not a serialized ScreenCaptured reference.
     """
     try:
         fields = orjson.loads(text)
         base_dir = fields.pop("base_dir", None)
         return ScreenCaptured.model_validate(fields).with_base_dir(base_dir)
-    except (orjson.JSONDecodeError, AttributeError, ValueError) as e:
-        raise OWADataError(f"Not a serialized ScreenCaptured reference: {e}", snippet=str(text)[:160]) from e
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise MessageValidationError(f"Not a serialized ScreenCaptured reference: {e}", snippet=str(text)[:160]) from e
 
 
 class EpisodeTokenizer:

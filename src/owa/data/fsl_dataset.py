@@ -226,6 +226,10 @@ class FSLDataset:
             )
         # An arrow view of the columns, in the dataset's logical order (a select/shuffle mapping is applied here).
         table: pa.Table = self.dataset.select_columns(list(_REQUIRED_COLUMNS)).with_format("arrow")[:]
+        for name in _REQUIRED_COLUMNS:
+            if table.column(name).null_count:
+                row = int(np.flatnonzero(table.column(name).is_null().to_numpy(zero_copy_only=False))[0])
+                raise DatasetError(f"Column {name!r} has missing values", row=row)
         token_ids = table.column("token_ids")
         lengths = pc.list_value_length(token_ids).to_numpy(zero_copy_only=False).astype(np.int64)
         counts = table.column("total_token_count").to_numpy(zero_copy_only=False).astype(np.int64)
