@@ -297,3 +297,10 @@ def test_script_bad_flags_one_line_error(real_copy: Path, tmp_path: Path, args: 
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_benchmark_quick_mode_runs() -> None:
+    from benchmarks import bench_events
+
+    figures = bench_events.main(["--quick"])
+    assert figures["messages"] > 0 and figures["ours_seconds"] > 0 and figures["ratio"] > 0

@@ -26,6 +26,8 @@ The rules, in one place:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -33,6 +35,7 @@ import multiprocessing
 import os
 import random
 import signal
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -43,7 +46,7 @@ import orjson
 import pyarrow as pa
 
 from owa.data.errors import DatasetError, OWADataError
-from owa.data.outputs import atomic_output_dir, save_dataset
+from owa.data.outputs import atomic_output_dir, write_split_metadata
 from owa.data.recordings.reader import OWAMcapReader
 
 __all__ = [
@@ -372,16 +375,73 @@ def _stored_path(path: Path, relative_to: Path | None) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _results(tasks: Sequence[tuple[str, str, str, EventDatasetConfig]], workers: int) -> Iterator[FileResult]:
-    """Per-file results in task order; a process pool when more than one worker and file."""
+# A shard closes at this much input or this many recordings, whichever comes first.
+_SHARD_INPUT_BYTES = 64 * 1024 * 1024
+_SHARD_MAX_FILES = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class _ShardTask:
+    """Contiguous recordings of one split, written by one worker into one Arrow file of the output."""
+
+    shard_path: str
+    split: str
+    files: tuple[tuple[str, str], ...]  # (path to read, episode_path to store)
+    config: EventDatasetConfig
+
+
+def _plan_shards(splits: Mapping[str, Sequence[Path]], config: EventDatasetConfig, folder: Path) -> list[_ShardTask]:
+    """Group each split's sorted recordings into contiguous shards by input size.
+
+    The plan depends only on the files, never on the worker count, so the output is identical for any
+    ``num_workers``. Small shards keep workers balanced and progress smooth.
+    """
+    tasks: list[_ShardTask] = []
+    for split in ("train", "test"):
+        groups: list[list[Path]] = [[]]
+        size = 0
+        for path in splits[split]:
+            if groups[-1] and (size >= _SHARD_INPUT_BYTES or len(groups[-1]) >= _SHARD_MAX_FILES):
+                groups.append([])
+                size = 0
+            groups[-1].append(path)
+            size += path.stat().st_size
+        for i, group in enumerate(groups):
+            name = f"data-{i:05d}-of-{len(groups):05d}.arrow"
+            files = tuple((str(p), _stored_path(p, config.relative_to)) for p in group)
+            tasks.append(_ShardTask(str(folder / split / name), split, files, config))
+    return tasks
+
+
+def _write_shard(task: _ShardTask) -> list[FileResult]:
+    """Convert a shard's recordings and stream their rows into its Arrow file (runs in workers)."""
+    results = []
+    with pa.ipc.new_stream(task.shard_path, _hf_schema()) as writer:
+        for path, stored in task.files:
+            result = _convert_file((path, stored, task.split, task.config))
+            if result.table is not None:
+                writer.write_table(result.table.replace_schema_metadata(_hf_schema().metadata))
+                result.table = None
+            results.append(result)
+    return results
+
+
+@functools.cache
+def _hf_schema() -> pa.Schema:
+    """The Arrow schema with the ``datasets`` features in its metadata, as ``save_to_disk`` writes it."""
+    return _ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": event_features().to_dict()}})})
+
+
+def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[FileResult]]:
+    """Shard results in plan order; a process pool when more than one worker and shard."""
     if workers <= 1 or len(tasks) <= 1:
-        yield from map(_convert_file, tasks)
+        yield from map(_write_shard, tasks)
         return
     # fork: starts in milliseconds and works from notebooks and `python -c`; the parent has done no
     # threaded work yet when the pool starts. Elsewhere spawn (then the caller needs a __main__ guard).
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(min(workers, len(tasks)), initializer=_worker_signals) as pool:
-        yield from pool.imap(_convert_file, tasks, chunksize=max(1, min(16, len(tasks) // (workers * 8))))
+        yield from pool.imap(_write_shard, tasks)
 
 
 def _worker_signals() -> None:
@@ -395,13 +455,17 @@ def build_event_dataset(
 ):  # -> datasets.DatasetDict
     """Convert recordings to an Event Dataset; save it when ``config.output_dir`` is set.
 
+    Workers write the dataset's Arrow shards in place (inside the temporary output folder), so rows never
+    travel between processes and are written once; the folder is laid out exactly as
+    ``DatasetDict.save_to_disk`` lays it out, and loads with ``datasets.load_from_disk``.
+
     Args:
         config: what to read and how (see :class:`EventDatasetConfig`).
         on_file: called in the main process after each file (progress bars use it).
 
     Returns:
         A ``datasets.DatasetDict`` with ``train`` and ``test``; its ``report`` attribute is the
-        :class:`EventDatasetReport`. When saved, the returned dict is loaded from the output folder.
+        :class:`EventDatasetReport`. Without ``output_dir`` it is held in memory.
 
     Raises:
         DatasetError: missing folders, overlapping splits, no recordings found.
@@ -414,58 +478,33 @@ def build_event_dataset(
     splits = _split_files(config)
     if not any(splits.values()):
         raise DatasetError("No .mcap recordings found", path=config.train_dir)
-    tasks = [
-        (str(path), _stored_path(path, config.relative_to), split, config)
-        for split in ("train", "test")
-        for path in splits[split]
-    ]
     report = EventDatasetReport()
-    schema = _ARROW_SCHEMA.with_metadata(
-        {"huggingface": json.dumps({"info": {"features": event_features().to_dict()}})}
-    )
 
-    def convert(sink: Callable[[str, pa.Table], None]) -> None:
-        for result in _results(tasks, config.resolved_workers()):
-            report.add(result)
-            if result.table is not None:
-                sink(result.split, result.table.replace_schema_metadata(schema.metadata))
-            if on_file is not None:
-                on_file(result)
+    def write(folder: Path) -> None:
+        tasks = _plan_shards(splits, config, folder)
+        for split in ("train", "test"):
+            (folder / split).mkdir()
+        for results in _run_shards(tasks, config.resolved_workers()):
+            for result in results:
+                report.add(result)
+                if on_file is not None:
+                    on_file(result)
+        fingerprint = hashlib.sha256(repr(tasks).encode()).hexdigest()[:16]
+        for split in ("train", "test"):
+            shards = [Path(t.shard_path).name for t in tasks if t.split == split]
+            write_split_metadata(folder / split, shards, event_features(), fingerprint=fingerprint)
+        (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+        report.seconds = time.perf_counter() - started
 
     if config.output_dir is None:  # in memory, as the caller asked for no folder
-        tables: dict[str, list[pa.Table]] = {"train": [], "test": []}
-        convert(lambda split, table: tables[split].append(table))
-        report.seconds = time.perf_counter() - started
-        in_memory = datasets.DatasetDict(
-            {
-                split: datasets.Dataset(
-                    pa.concat_tables(parts, promote_options="none") if parts else schema.empty_table()
-                )
-                for split, parts in tables.items()
-            }
-        )
+        with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch:
+            write(Path(scratch))
+            in_memory = datasets.load_from_disk(scratch, keep_in_memory=True)
         in_memory.report = report
         return in_memory
 
     with atomic_output_dir(config.output_dir, overwrite=config.overwrite) as tmp:
-        # Stream each split into one Arrow file (memory stays flat), then let `datasets` lay out the folder.
-        scratch = tmp / ".scratch"
-        scratch.mkdir()
-        writers = {split: pa.ipc.new_stream(str(scratch / f"{split}.arrow"), schema) for split in ("train", "test")}
-        try:
-            convert(lambda split, table: writers[split].write_table(table))
-        finally:
-            for writer in writers.values():
-                writer.close()
-        staged = datasets.DatasetDict(
-            {split: datasets.Dataset.from_file(str(scratch / f"{split}.arrow")) for split in writers}
-        )
-        save_dataset(staged, tmp)
-        del staged
-        for item in scratch.iterdir():
-            item.unlink()
-        scratch.rmdir()
-        report.seconds = time.perf_counter() - started
+        write(tmp)
         (tmp / REPORT_FILENAME).write_text(
             json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
         )

@@ -7,6 +7,7 @@ output path only ever holds a complete dataset (or whatever was there before).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 
 from owa.data.errors import OutputExistsError
 
-__all__ = ["atomic_output_dir", "quiet_datasets_progress", "save_dataset"]
+__all__ = ["atomic_output_dir", "quiet_datasets_progress", "save_dataset", "write_split_metadata"]
 
 
 @contextlib.contextmanager
@@ -79,3 +80,28 @@ def save_dataset(dataset: Any, path: str | os.PathLike[str]) -> None:
             dataset.save_to_disk(str(path), num_shards=shards)
         else:
             dataset.save_to_disk(str(path), num_shards=1 if len(dataset) == 0 else None)
+
+
+def write_split_metadata(
+    split_dir: str | os.PathLike[str], shard_names: list[str], features: Any, *, fingerprint: str
+) -> None:
+    """Write ``state.json`` and ``dataset_info.json`` for Arrow shards already in ``split_dir``.
+
+    This is the layout ``Dataset.save_to_disk`` produces (shards are Arrow IPC *stream* files whose schema
+    metadata carries the features), so ``datasets.load_from_disk`` reads it. Writers that stream shards
+    in place use it to avoid a second copy of the data.
+    """
+    import datasets
+
+    split = Path(split_dir)
+    datasets.DatasetInfo(features=features).write_to_directory(str(split))
+    state = {
+        "_data_files": [{"filename": name} for name in shard_names],
+        "_fingerprint": fingerprint,
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    (split / "state.json").write_text(json.dumps(state, indent=2))

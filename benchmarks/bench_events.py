@@ -1,0 +1,122 @@
+"""Benchmark stage 1 (recordings → Event Dataset) against a bare ``mcap`` read of the same files, same run.
+
+    .venv/bin/python -m benchmarks.bench_events            # 1,200 small episodes; a couple of minutes
+    .venv/bin/python -m benchmarks.bench_events --quick    # tiny smoke run
+
+* **Corpus**: ``--episodes`` synthetic 5 s episodes from the sample generator (no video: stage 1 never
+  decodes frames), cached under ``bench-output/`` so reruns skip generation.
+* **Baseline**: one process iterating ``mcap.reader.make_reader(f).iter_messages()`` over every file,
+  nothing else done with the messages.
+* **Ours**: ``scripts/01_raw_events_to_event_dataset.py`` in a fresh process with ``--num-workers 2``
+  and the default flags, end to end: interpreter start, imports, reading, rate limiting, writing the
+  dataset with ``save_to_disk``. Peak RSS is the largest of the script and its workers.
+
+The goal: ours ≥ 0.7 × the bare read's speed (time_bare / time_ours ≥ 0.7) at 1,200 episodes, and peak
+RSS that stays flat when the corpus triples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "01_raw_events_to_event_dataset.py"
+GOAL_RATIO = 0.7
+UPSTREAM_MSGS_PER_S = 29_000
+
+
+def make_corpus(root: Path, episodes: int, seconds: float) -> Path:
+    from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+
+    corpus = root / f"corpus-{episodes}x{seconds:g}s"
+    done = corpus / ".complete"
+    if not done.exists():
+        shutil.rmtree(corpus, ignore_errors=True)
+        started = time.perf_counter()
+        write_sample_corpus(corpus, episodes, SampleConfig(seconds=seconds, video=False, seed=1), workers=2)
+        done.write_text("ok")
+        print(f"generated {episodes} episodes in {time.perf_counter() - started:.1f}s -> {corpus}")
+    return corpus
+
+
+def bare_read(corpus: Path) -> tuple[float, int]:
+    from mcap.reader import make_reader
+
+    files = sorted(corpus.rglob("*.mcap"))
+    count = 0
+    started = time.perf_counter()
+    for path in files:
+        with open(path, "rb") as f:
+            for _ in make_reader(f).iter_messages():
+                count += 1
+    return time.perf_counter() - started, count
+
+
+def run_ours(corpus: Path, workers: int) -> tuple[float, float]:
+    """Seconds end to end and peak RSS (MiB) of the stage-1 script in a fresh process."""
+    out = Path(tempfile.mkdtemp(prefix="owa-bench-events-")) / "events"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
+         "--num-workers", str(workers)],
+        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    shutil.rmtree(out.parent, ignore_errors=True)
+    if result.returncode != 0:
+        raise SystemExit(f"stage 1 failed:\n{result.stderr}")
+    return seconds, max(peak, before) / 1024
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=1200)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "bench-output")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.episodes, args.seconds = 6, 1.0
+        args.work_dir = Path(tempfile.mkdtemp(prefix="owa-bench-quick-"))
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+
+    corpus = make_corpus(args.work_dir, args.episodes, args.seconds)
+    bare_s, messages = bare_read(corpus)
+    ours_s, peak_mib = run_ours(corpus, args.workers)
+    ratio = bare_s / ours_s
+    figures = {
+        "episodes": args.episodes,
+        "messages": messages,
+        "bare_seconds": bare_s,
+        "ours_seconds": ours_s,
+        "bare_msgs_per_s": messages / bare_s,
+        "ours_msgs_per_s": messages / ours_s,
+        "ratio": ratio,
+        "peak_rss_mib": peak_mib,
+    }
+    print(f"corpus: {args.episodes} episodes, {messages:,} messages")
+    print(f"bare mcap read (1 process):    {bare_s:7.2f}s  {messages / bare_s:>10,.0f} msgs/s")
+    print(f"owa-data stage 1 ({args.workers} workers): {ours_s:7.2f}s  {messages / ours_s:>10,.0f} msgs/s  "
+          f"(process start included; peak RSS {peak_mib:,.0f} MiB)")  # fmt: skip
+    print(
+        f"ratio ours/bare speed: {ratio:.2f}x (goal >= {GOAL_RATIO}x); "
+        f"upstream reference ~{UPSTREAM_MSGS_PER_S:,} msgs/s"
+    )
+    if args.quick:
+        shutil.rmtree(args.work_dir, ignore_errors=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
