@@ -23,7 +23,7 @@ install: $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
 	rm -rf $(DEMO_DIR)
-	$(PY) -m owa.data.demo $(DEMO_DIR)
+	$(VENV)/bin/owa-data demo $(DEMO_DIR)
 
 # pytest exits 5 when it collected no test: that is a failure for us, never a silent pass.
 test: $(VENV)/.installed-test

@@ -41,5 +41,6 @@ def run_single(command: Callable[..., None]) -> None:
 
 # Subcommand modules: each defines its command(s) on `app`. Keep one import per line.
 from owa.data.cli import bin as _bin  # noqa: E402,F401
+from owa.data.cli import demo as _demo  # noqa: E402,F401
 from owa.data.cli import events as _events  # noqa: E402,F401
 from owa.data.cli import sample as _sample  # noqa: E402,F401
