@@ -10,9 +10,13 @@ Data: seeded sample episodes (``owa.data.recordings.sample``) read into an Event
 * **Without images** (``load_images=False``; images come back as lazy references): every sample in order.
 * **With images** (``load_images=True``, PIL RGB frames from 1280x720 HEVC videos with a keyframe every 2 s, as
   the frame-engine benchmark uses): every sample in order.
-* **Baseline (same run)**: the row-by-row approach upstream took: per sample, read its events' rows from the
+* **Baseline (same run)**: the row-by-row shape upstream's loader had: per sample, read its events' rows from the
   dataset one by one, concatenate the token lists in Python, pad, and open each frame with
-  ``ScreenCaptured.to_pil_image()`` one at a time.
+  ``ScreenCaptured.to_pil_image()`` one at a time. Its frames come from the same frame engine as ours (which keeps
+  decoders open and continues forward between calls), so with images it measures the cost of our sample assembly,
+  not of upstream's per-frame seeking; upstream's own figures are printed for that.
+
+Each contender gets ``--repeats`` alternating passes and the best counts (the first pass opens the videos).
 
 Goals (upstream's figures on this machine): ≥ 20x 180 samples/s without images, ≥ 10x 2.9 samples/s (22 images/s)
 with images.
@@ -96,10 +100,15 @@ class RowByRowBaseline:
         }
 
 
-def measure(label: str, fsl: Any, baseline: Any, n: int) -> dict[str, float]:
+def measure(label: str, fsl: Any, baseline: Any, n: int, repeats: int) -> dict[str, float]:
+    """Best of ``repeats`` alternating passes each (the first pass also opens videos and warms caches)."""
     order = range(n)
-    ours_s, tokens, images, rgb_bytes = read_all(fsl, order)
-    base_s, base_tokens, base_images, _ = read_all(baseline, order)
+    ours_s = base_s = float("inf")
+    for _ in range(repeats):
+        seconds, tokens, images, rgb_bytes = read_all(fsl, order)
+        ours_s = min(ours_s, seconds)
+        seconds, base_tokens, base_images, _ = read_all(baseline, order)
+        base_s = min(base_s, seconds)
     assert (base_tokens, base_images) == (tokens, images), "baseline read different samples"
     result = {
         "samples_per_s": n / ours_s,
@@ -124,11 +133,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--text-episodes", type=int, default=20, help="episodes (no video) for the text part")
     parser.add_argument("--video-episodes", type=int, default=2, help="episodes with 1280x720 video")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per episode (default 20)")
+    parser.add_argument("--repeats", type=int, default=2, help="passes per contender; the best counts (default 2)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (small episodes and videos)")
     args = parser.parse_args(argv)
     width, height = 1280, 720
     if args.quick:
-        args.text_episodes, args.video_episodes, args.seconds = 2, 1, 2.0
+        args.text_episodes, args.video_episodes, args.seconds, args.repeats = 2, 1, 2.0, 1
         width, height = 160, 120
 
     import datasets
@@ -151,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         fsl.prepare()
         print(f"prepare(): {len(fsl):,} samples of {SEQUENCE_LENGTH} tokens in {time.perf_counter() - started:.3f}s")
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=False)
-        text = measure("without images", fsl, baseline, len(fsl))
+        text = measure("without images (lazy references)", fsl, baseline, len(fsl), args.repeats)
         results.update({f"text_{k}": v for k, v in text.items()})
 
         started = time.perf_counter()
@@ -161,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         print(f"video corpus: {len(tokenized):,} events, {width}x{height} HEVC ({time.perf_counter() - started:.1f}s)")
         fsl = FSLDataset(tokenized, pad_token_id=tokenizer.pad_token_id, max_sequence_length=SEQUENCE_LENGTH).prepare()
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=True)
-        images = measure("with images", fsl, baseline, len(fsl))
+        images = measure("with images", fsl, baseline, len(fsl), args.repeats)
         results.update({f"images_{k}": v for k, v in images.items()})
 
     text_ratio = results["text_samples_per_s"] / UPSTREAM_SAMPLES_PER_S
