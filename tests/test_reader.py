@@ -283,3 +283,10 @@ def test_reader_does_not_modify_recordings(recordings_dir: Path, tmp_path: Path)
     before = copy.read_bytes()
     list(read_messages(copy))
     assert copy.read_bytes() == before
+
+
+def test_public_api_resolves() -> None:
+    import owa.data
+
+    for name in owa.data.__all__:
+        assert getattr(owa.data, name) is not None, name

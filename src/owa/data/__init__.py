@@ -52,11 +52,16 @@ _LAZY = {
     "OWAMcapReader": "owa.data.recordings.reader",
     "read_messages": "owa.data.recordings.reader",
     "OWAMcapWriter": "owa.data.recordings.writer",
+    "EventDatasetConfig": "owa.data.events",
+    "build_event_dataset": "owa.data.events",
+    "BinningConfig": "owa.data.binning",
+    "build_binned_dataset": "owa.data.binning",
     "create_encoder": "owa.data.encoders",
     "create_event_dataset_transform": "owa.data.transforms",
     "create_binned_dataset_transform": "owa.data.transforms",
-    "build_event_dataset": "owa.data.events",
-    "build_binned_dataset": "owa.data.binning",
+    "EpisodeTokenizer": "owa.data.episode_tokenizer",
+    "FSLDataset": "owa.data.fsl_dataset",
+    "decode_screens": "owa.data.frames",
 }
 
 __all__ = [
