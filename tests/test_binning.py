@@ -13,10 +13,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from datasets import Features, Sequence, Value
+from datasets import Features, Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
+from tests.spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 from typer.testing import CliRunner
 
 from owa.data import binning
@@ -28,25 +29,6 @@ from owa.data.messages import McapMessage, ScreenCaptured
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MS = 1_000_000  # ns
 
-# The spec's schemas, written out here on purpose (independent of the library's own definitions).
-EVENT_FEATURES = Features(
-    {
-        "episode_path": Value("string"),
-        "topic": Value("string"),
-        "timestamp_ns": Value("int64"),
-        "message_type": Value("string"),
-        "mcap_message": Value("binary"),
-    }
-)
-BINNED_FEATURES = Features(
-    {
-        "episode_path": Value("string"),
-        "bin_idx": Value("int32"),
-        "timestamp_ns": Value("int64"),
-        "state": Sequence(feature=Value("binary"), length=-1),
-        "actions": Sequence(feature=Value("binary"), length=-1),
-    }
-)
 MESSAGE_TYPES = {
     "screen": "desktop/ScreenCaptured",
     "keyboard": "desktop/KeyboardEvent",

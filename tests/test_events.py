@@ -12,8 +12,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from datasets import Value, load_from_disk
+from datasets import load_from_disk
 from mcap.reader import make_reader
+from tests.spec_schemas import EVENT_FEATURES
 
 from owa.data.errors import DatasetError, OutputExistsError, RecordingError
 from owa.data.events import (
@@ -59,13 +60,7 @@ def test_schema_is_exactly_the_spec(real_copy: Path, tmp_path: Path) -> None:
     dataset = build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=tmp_path / "out"))
     assert set(dataset) == {"train", "test"}
     for split in dataset.values():
-        assert split.features == {
-            "episode_path": Value("string"),
-            "topic": Value("string"),
-            "timestamp_ns": Value("int64"),
-            "message_type": Value("string"),
-            "mcap_message": Value("binary"),
-        }
+        assert split.features == EVENT_FEATURES
     reloaded = load_from_disk(str(tmp_path / "out"))
     assert reloaded["train"][:] == dataset["train"][:]
 

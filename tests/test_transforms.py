@@ -11,9 +11,10 @@ import av
 import numpy as np
 import orjson
 import pytest
-from datasets import Dataset, DatasetDict, Features, Sequence, Value
+from datasets import Dataset, DatasetDict
 from mcap.reader import make_reader
 from PIL import Image
+from tests.spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 
 from owa.data import (
     DatasetError,
@@ -29,24 +30,6 @@ from owa.data.transforms import TransformStats, resolve_episode_path
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "SEED-README.md"
 
-EVENT_FEATURES = Features(
-    {
-        "episode_path": Value("string"),
-        "topic": Value("string"),
-        "timestamp_ns": Value("int64"),
-        "message_type": Value("string"),
-        "mcap_message": Value("binary"),
-    }
-)
-BINNED_FEATURES = Features(
-    {
-        "episode_path": Value("string"),
-        "bin_idx": Value("int32"),
-        "timestamp_ns": Value("int64"),
-        "state": Sequence(feature=Value("binary"), length=-1),
-        "actions": Sequence(feature=Value("binary"), length=-1),
-    }
-)
 TOPICS = ("screen", "keyboard", "mouse", "window")
 
 
