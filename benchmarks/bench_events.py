@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -61,21 +60,31 @@ def bare_read(corpus: Path) -> tuple[float, int]:
 
 
 def run_ours(corpus: Path, workers: int) -> tuple[float, float]:
-    """Seconds end to end and peak RSS (MiB) of the stage-1 script in a fresh process."""
+    """Seconds end to end and peak RSS (MiB) of the stage-1 script in a fresh process.
+
+    A small wrapper process runs the script and reports its children's peak RSS, so each measurement
+    sees only its own run (``RUSAGE_CHILDREN`` never decreases within one process).
+    """
     out = Path(tempfile.mkdtemp(prefix="owa-bench-events-")) / "events"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    command = [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
+               "--num-workers", str(workers)]  # fmt: skip
+    wrapper = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stderr.write(r.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "sys.exit(r.returncode)"
+    )
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
-         "--num-workers", str(workers)],
-        capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
-    )  # fmt: skip
+        [sys.executable, "-c", wrapper, *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     shutil.rmtree(out.parent, ignore_errors=True)
     if result.returncode != 0:
         raise SystemExit(f"stage 1 failed:\n{result.stderr}")
-    return seconds, max(peak, before) / 1024
+    return seconds, int(result.stdout.split()[-1]) / 1024
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -92,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     corpus = make_corpus(args.work_dir, args.episodes, args.seconds)
+    third = max(1, args.episodes // 3)
+    small = make_corpus(args.work_dir, third, args.seconds)
     bare_s, messages = bare_read(corpus)
     ours_s, peak_mib = run_ours(corpus, args.workers)
+    _, small_peak_mib = run_ours(small, args.workers)
     ratio = bare_s / ours_s
     figures = {
         "episodes": args.episodes,
@@ -104,11 +116,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "ours_msgs_per_s": messages / ours_s,
         "ratio": ratio,
         "peak_rss_mib": peak_mib,
+        "peak_rss_mib_third": small_peak_mib,
     }
     print(f"corpus: {args.episodes} episodes, {messages:,} messages")
     print(f"bare mcap read (1 process):    {bare_s:7.2f}s  {messages / bare_s:>10,.0f} msgs/s")
     print(f"owa-data stage 1 ({args.workers} workers): {ours_s:7.2f}s  {messages / ours_s:>10,.0f} msgs/s  "
           f"(process start included; peak RSS {peak_mib:,.0f} MiB)")  # fmt: skip
+    print(f"peak RSS: {small_peak_mib:,.0f} MiB at {third:,} episodes, {peak_mib:,.0f} MiB at {args.episodes:,}")
     print(
         f"ratio ours/bare speed: {ratio:.2f}x (goal >= {GOAL_RATIO}x); "
         f"upstream reference ~{UPSTREAM_MSGS_PER_S:,} msgs/s"
