@@ -12,6 +12,7 @@ import bisect
 import dataclasses
 import io
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -676,6 +677,49 @@ def test_forked_child_opens_its_own_decoders(videos: dict[str, Video]) -> None:
         # The parent's decoder was not touched by the child and carries on from where it was.
         assert markers(engine.decode([(path, PTS_MS[12] * MS)])) == [12]
         assert only_decoder(engine) is parent_decoder and parent_decoder.seek_count == 1
+    finally:
+        set_engine(previous)
+
+
+class _ScreenDataset:
+    """A map-style dataset of screen messages, decoded in ``__getitems__`` batches as transforms do."""
+
+    def __init__(self, screens: list[ScreenCaptured]) -> None:
+        self.screens = screens
+
+    def __len__(self) -> int:
+        return len(self.screens)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[int, int, int]]:
+        frames = decode_screens([self.screens[i] for i in indices])
+        engine = get_engine()
+        return [(i, read_frame_marker(f), engine.decoders.pid) for i, f in zip(indices, frames, strict=True)]
+
+
+def test_dataloader_workers_decode_with_their_own_decoders(videos: dict[str, Video]) -> None:
+    torch_data = pytest.importorskip("torch.utils.data")
+    video = videos["hevc-bframes"]
+    screens = [
+        ScreenCaptured(media_ref=MediaRef(uri=video.path.name, pts_ns=t * MS)).with_base_dir(video.path.parent)
+        for t in PTS_MS
+    ]
+    previous = set_engine(FrameEngine(backend="pyav"))
+    try:
+        decode_screens(screens[:3])  # the parent has an open decoder when the workers fork
+        loader = torch_data.DataLoader(
+            _ScreenDataset(screens),
+            batch_size=8,
+            shuffle=True,
+            num_workers=2,
+            multiprocessing_context="fork",
+            collate_fn=list,
+            generator=__import__("torch").Generator().manual_seed(0),
+        )
+        rows = [row for batch in loader for row in batch]
+        assert sorted(i for i, _, _ in rows) == list(range(len(PTS_MS)))
+        assert all(marker == i for i, marker, _ in rows)
+        worker_pids = {pid for _, _, pid in rows}
+        assert len(worker_pids) == 2 and os.getpid() not in worker_pids
     finally:
         set_engine(previous)
 

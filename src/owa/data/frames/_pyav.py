@@ -1,8 +1,9 @@
 """PyAV backend: one open container per video, decoded forward from keyframes, converted once to RGB.
 
 Only the video stream is demuxed (audio and subtitle packets are discarded by the demuxer), the codec
-uses FFmpeg's frame+slice threading, and each wanted frame is converted straight to ``rgb24`` once.
-Frames passed on the way to a target are never converted.
+uses FFmpeg's frame+slice threading, and each wanted frame is converted straight to ``rgb24`` once,
+by one swscale context kept for the decoder's life. Frames passed on the way to a target are never
+converted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import av
 import av.container
 import av.video.stream
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
 from owa.data.frames.engine import DEFAULT_SEEK_GAP_FRAMES, DecoderClosedError, VideoIndex, plan_seeks
@@ -250,6 +252,9 @@ class PyAVDecoder:
             self._container.close()
             raise
         self._pts: list[int] = self.index.pts.tolist()
+        # One converter for the decoder's life: frame.to_ndarray(format=...) builds a new swscale
+        # context for every frame, which costs more than the conversion itself at 720p.
+        self._to_rgb = VideoReformatter()
         # Seek points: the index's keyframes, less any found not to start a picture.
         self._keys: list[int] = self.index.keyframe_positions.tolist()
         self._seek_gap_frames = seek_gap_frames
@@ -280,7 +285,7 @@ class PyAVDecoder:
             for position in positions:
                 try:
                     frame = self._frame_at(position)
-                    out.append(np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+                    out.append(np.ascontiguousarray(self._to_rgb.reformat(frame, format="rgb24").to_ndarray()))
                 except av.error.FFmpegError as e:
                     self._forget_position()
                     raise FrameDecodeError(
