@@ -573,7 +573,8 @@ def _plan_screen(config: SampleConfig, timeline: _Timeline, rng: np.random.Gener
     stale = rng.random(n) < config.stale_screen_prob
     latency_ns = rng.integers(200_000, 3 * _MS, size=n)
     has_frame = changed if config.variable_frame_rate else np.ones(n, dtype=bool)
-    has_frame[0] = True
+    # Like the real recorder, a frame opens and closes the video, so the stream covers every logged tick.
+    has_frame[0] = has_frame[-1] = True
     return _ScreenPlan(
         tick_ms=tick_ms,
         has_frame=has_frame,
