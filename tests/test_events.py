@@ -299,3 +299,14 @@ def test_benchmark_quick_mode_runs() -> None:
 
     figures = bench_events.main(["--quick"])
     assert figures["messages"] > 0 and figures["ours_seconds"] > 0 and figures["ratio"] > 0
+
+
+def test_interrupt_leaves_no_partial_output(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def interrupt(result) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_event_dataset(EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=2), on_file=interrupt)
+    assert list(tmp_path.iterdir()) == []
