@@ -103,19 +103,9 @@ _TINY_CORPUS = [
 
 @functools.cache
 def _tiny_bpe_json() -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from owa.data.demo import train_small_bpe
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<pad>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_TINY_CORPUS * 4, trainer=trainer)
-    return tokenizer.to_str()
+    return train_small_bpe(_TINY_CORPUS * 4, vocab_size=400).backend_tokenizer.to_str()
 
 
 def tiny_bpe_tokenizer() -> PreTrainedTokenizerFast:

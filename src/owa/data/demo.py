@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "run_demo", "train_small_bpe"]
 
 
 @dataclasses.dataclass
@@ -40,8 +40,12 @@ class DemoResult:
         return "\n".join(out)
 
 
-def _demo_tokenizer(texts: list[str]) -> Any:
-    """A small byte-level BPE trained on the demo's own event texts (stands in for a hub tokenizer)."""
+def train_small_bpe(texts: list[str], *, vocab_size: int = 512) -> Any:
+    """A small byte-level BPE trained offline on ``texts``, with ``<pad>`` (id 0) and ``<eos>`` (id 1).
+
+    Stands in for a hub tokenizer where none can be downloaded (the demo, tests). Returns a
+    ``transformers.PreTrainedTokenizerFast``.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -49,13 +53,15 @@ def _demo_tokenizer(texts: list[str]) -> Any:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=512,
+        vocab_size=vocab_size,
         special_tokens=["<pad>", "<eos>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     core.train_from_iterator(texts or ["desktop events"], trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", clean_up_tokenization_spaces=False
+    )
 
 
 def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: float = 4.0) -> DemoResult:
@@ -124,7 +130,7 @@ def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: 
 
     episode_tokenizer = EpisodeTokenizer(image_token="<image>", image_token_length=16)
     texts = [episode_tokenizer.encoder.encode_serialized(m)[0] for m in events["train"]["mcap_message"][:500]]
-    tokenizer = _demo_tokenizer(texts)
+    tokenizer = train_small_bpe(texts)
     added = episode_tokenizer.prepare_model(tokenizer=tokenizer)
     tokenized = episode_tokenizer.tokenize_event_dataset(events["train"])
     fsl = FSLDataset(tokenized, pad_token_id=tokenizer.pad_token_id, max_sequence_length=512, log_every=None)
