@@ -754,6 +754,26 @@ def test_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(engine_module._torchcodec_available(), reason="torchcodec is installed")
+def test_auto_backend_falls_back_to_pyav_when_torchcodec_cannot_load(
+    monkeypatch: pytest.MonkeyPatch, videos: dict[str, Video]
+) -> None:
+    # The probe says torchcodec is there (as when its package is installed but broken); importing it fails.
+    monkeypatch.setattr(engine_module, "_torchcodec_available", lambda: True)
+    monkeypatch.delenv(BACKEND_ENV_VAR, raising=False)
+    engine = FrameEngine()
+    assert engine.backend == "torchcodec"
+    try:
+        frames = engine.decode([(str(videos["hevc"].path), PTS_MS[i] * MS) for i in (4, 2)])
+        assert markers(frames) == [4, 2]
+        assert engine.backend == "pyav"
+    finally:
+        engine.close()
+    explicit = FrameEngine(backend="torchcodec")
+    with pytest.raises(ImportError, match="pip install"):
+        explicit.decode([(str(videos["hevc"].path), PTS_MS[0] * MS)])
+
+
+@pytest.mark.skipif(engine_module._torchcodec_available(), reason="torchcodec is installed")
 def test_torchcodec_backend_without_torchcodec_names_the_install(videos: dict[str, Video]) -> None:
     from owa.data.frames import _pyav, _torchcodec
 

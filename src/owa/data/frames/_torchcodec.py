@@ -50,6 +50,8 @@ class TorchCodecDecoder:
             from torchcodec.decoders import VideoDecoder
         except ImportError as e:
             raise ImportError(f"The torchcodec frame backend needs torchcodec. Install it with: {_INSTALL_HINT}") from e
+        except (RuntimeError, OSError) as e:  # installed, but its FFmpeg libraries cannot be loaded
+            raise ImportError(f"torchcodec is installed but cannot be loaded: {e}") from e
         self.location = location
         self.index = index
         self.device = resolve_device(device)

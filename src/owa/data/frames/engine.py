@@ -306,7 +306,8 @@ class FrameEngine:
 
     Args:
         backend: ``"auto"`` (torchcodec if installed, else PyAV), ``"pyav"`` or ``"torchcodec"``; None
-            reads ``OWA_FRAMES_BACKEND``.
+            reads ``OWA_FRAMES_BACKEND``. With ``"auto"``, a torchcodec that fails to load (or to open a
+            video) hands over to PyAV with a logged warning; an explicit ``"torchcodec"`` raises instead.
         device: torchcodec only: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``;
             None reads ``OWA_FRAMES_DEVICE``.
         max_open_decoders: size of the LRU of open decoders.
@@ -335,6 +336,11 @@ class FrameEngine:
         if seek_gap_frames < 0:
             raise ValueError(f"Invalid seek_gap_frames ({seek_gap_frames}). It must be >= 0.")
         self.backend = resolve_backend(backend)
+        # Chosen by "auto" (argument or environment), so falling back to PyAV is allowed.
+        self._auto_backend = self.backend == "torchcodec" and (
+            backend == "auto"
+            or (backend is None and os.environ.get(BACKEND_ENV_VAR, "").strip().lower() in ("", "auto"))
+        )
         self.device = device if device is not None else (os.environ.get(DEVICE_ENV_VAR, "").strip() or "auto")
         self.tolerance_ns = tolerance_ns
         self.threads = threads
@@ -508,16 +514,25 @@ class FrameEngine:
         else:
             index_key = (location,)
         index = self._indexes.get(index_key)
-        decoder: FrameDecoder
+        from owa.data.frames import _pyav
+
+        decoder: FrameDecoder | None = None
         if self.backend == "torchcodec":
-            from owa.data.frames import _pyav, _torchcodec
+            from owa.data.frames import _torchcodec
 
             if index is None:
                 index = _pyav.read_index(location)
-            decoder = _torchcodec.TorchCodecDecoder(location, index, device=self.device, threads=self.threads)
-        else:
-            from owa.data.frames import _pyav
-
+            try:
+                decoder = _torchcodec.TorchCodecDecoder(location, index, device=self.device, threads=self.threads)
+            except (ImportError, FrameDecodeError) as e:
+                if not self._auto_backend:
+                    raise
+                # "auto" promised torchcodec only where it works: PyAV takes over (for good if torchcodec
+                # itself cannot load, for this video if only this video fails).
+                logger.warning("torchcodec cannot decode %s (%s); falling back to PyAV", location, e)
+                if isinstance(e, ImportError):
+                    self.backend = "pyav"
+        if decoder is None:
             decoder = _pyav.PyAVDecoder(
                 location, index=index, threads=self.threads, seek_gap_frames=self.seek_gap_frames
             )
