@@ -15,7 +15,7 @@ that reads its marker and drops it, as a training step would:
   conversion and no forced collection: a kinder baseline, printed so the margin is visible. Both are
   timed on ``--naive-frames`` random frames (their cost per frame does not depend on the others).
 * **(b) sequential**: decode the whole video front to back with PyAV's defaults, converting every
-  frame to RGB. The floor for in-order reading. For reference, (b') adds frame threading and (b'')
+  frame to RGB: the reference for in-order reading. For reference, (b') adds frame threading and (b'')
   also converts with one swscale context for all frames, as the engine does (``to_ndarray(format=)``
   builds a new one per frame): the best a plain PyAV loop does.
 * **(c) engine, episode order**: a fresh :class:`~owa.data.frames.FrameEngine`, frames requested in

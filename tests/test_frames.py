@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from mcap.reader import make_reader
 from PIL import Image
 
-from conftest import REPO_ROOT, VERSIONED_RECORDINGS
 from owa.data.errors import (
     FrameDecodeError,
     FrameOutOfRangeError,
@@ -54,6 +53,8 @@ from owa.data.frames import engine as engine_module
 from owa.data.messages import MediaPolicy, MediaRef, ScreenCaptured
 from owa.data.recordings.sample import SampleConfig, read_frame_marker, render_frame_marker, write_sample_episode
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VERSIONED_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1"]
 MS = 1_000_000
 KEYINT = 7
 # Irregular gaps (ms) as in screen recordings: bursts, then long static stretches.
