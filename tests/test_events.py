@@ -310,3 +310,14 @@ def test_interrupt_leaves_no_partial_output(corpus: Path, tmp_path: Path) -> Non
     with pytest.raises(KeyboardInterrupt):
         build_event_dataset(EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=2), on_file=interrupt)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_event_dataset_returns_the_report_only(real_copy: Path, tmp_path: Path) -> None:
+    from owa.data.events import write_event_dataset
+
+    report = write_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=tmp_path / "out"))
+    assert report.files == 3 and sum(report.rows_per_split.values()) == sum(report.events_kept.values())
+    saved = load_from_disk(str(tmp_path / "out"))
+    assert sum(len(split) for split in saved.values()) == sum(report.events_kept.values())
+    with pytest.raises(ValueError, match="output_dir"):
+        write_event_dataset(EventDatasetConfig(train_dir=real_copy))

@@ -58,6 +58,7 @@ __all__ = [
     "event_features",
     "is_continuous_sample",
     "parse_rates",
+    "write_event_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -453,11 +454,7 @@ def _worker_signals() -> None:
 def build_event_dataset(
     config: EventDatasetConfig, *, on_file: Callable[[FileResult], None] | None = None
 ):  # -> datasets.DatasetDict
-    """Convert recordings to an Event Dataset; save it when ``config.output_dir`` is set.
-
-    Workers write the dataset's Arrow shards in place (inside the temporary output folder), so rows never
-    travel between processes and are written once; the folder is laid out exactly as
-    ``DatasetDict.save_to_disk`` lays it out, and loads with ``datasets.load_from_disk``.
+    """Convert recordings to an Event Dataset and return it (saved first when ``config.output_dir`` is set).
 
     Args:
         config: what to read and how (see :class:`EventDatasetConfig`).
@@ -465,52 +462,74 @@ def build_event_dataset(
 
     Returns:
         A ``datasets.DatasetDict`` with ``train`` and ``test``; its ``report`` attribute is the
-        :class:`EventDatasetReport`. Without ``output_dir`` it is held in memory.
+        :class:`EventDatasetReport`. Loaded from the output folder, or held in memory without one.
 
     Raises:
+        As :func:`write_event_dataset`.
+    """
+    import datasets
+
+    if config.output_dir is None:  # in memory, as the caller asked for no folder
+        with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch:
+            report = _write(config, Path(scratch), on_file)
+            result = datasets.load_from_disk(scratch, keep_in_memory=True)
+    else:
+        report = write_event_dataset(config, on_file=on_file)
+        result = datasets.load_from_disk(str(config.output_dir))
+    result.report = report
+    return result
+
+
+def write_event_dataset(
+    config: EventDatasetConfig, *, on_file: Callable[[FileResult], None] | None = None
+) -> EventDatasetReport:
+    """Convert recordings to an Event Dataset folder at ``config.output_dir``, atomically; return the report.
+
+    Workers write the dataset's Arrow shards in place (inside the temporary output folder), so rows never
+    travel between processes and are written once; the folder is laid out exactly as
+    ``DatasetDict.save_to_disk`` lays it out, and loads with ``datasets.load_from_disk``. Nothing is read
+    back, so the caller's memory stays flat however large the corpus (the CLI uses this).
+
+    Raises:
+        ValueError: ``config.output_dir`` is None.
         DatasetError: missing folders, overlapping splits, no recordings found.
         OutputExistsError: output exists and ``config.overwrite`` is False.
         OWADataError: any bad recording when ``config.strict``.
     """
-    import datasets
+    if config.output_dir is None:
+        raise ValueError("Invalid output_dir (None). write_event_dataset needs a folder; use build_event_dataset.")
+    with atomic_output_dir(config.output_dir, overwrite=config.overwrite) as tmp:
+        report = _write(config, tmp, on_file)
+        (tmp / REPORT_FILENAME).write_text(
+            json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
+        )
+    return report
 
+
+def _write(
+    config: EventDatasetConfig, folder: Path, on_file: Callable[[FileResult], None] | None
+) -> EventDatasetReport:
+    """Plan the shards, run them (in workers), write the dataset metadata into ``folder``."""
     started = time.perf_counter()
     splits = _split_files(config)
     if not any(splits.values()):
         raise DatasetError("No .mcap recordings found", path=config.train_dir)
     report = EventDatasetReport()
-
-    def write(folder: Path) -> None:
-        tasks = _plan_shards(splits, config, folder)
-        for split in ("train", "test"):
-            (folder / split).mkdir()
-        for results in _run_shards(tasks, config.resolved_workers()):
-            for result in results:
-                report.add(result)
-                if on_file is not None:
-                    on_file(result)
-        fingerprint = hashlib.sha256(repr(tasks).encode()).hexdigest()[:16]
-        for split in ("train", "test"):
-            shards = [Path(t.shard_path).name for t in tasks if t.split == split]
-            write_split_metadata(folder / split, shards, event_features(), fingerprint=fingerprint)
-        (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
-        report.seconds = time.perf_counter() - started
-
-    if config.output_dir is None:  # in memory, as the caller asked for no folder
-        with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch:
-            write(Path(scratch))
-            in_memory = datasets.load_from_disk(scratch, keep_in_memory=True)
-        in_memory.report = report
-        return in_memory
-
-    with atomic_output_dir(config.output_dir, overwrite=config.overwrite) as tmp:
-        write(tmp)
-        (tmp / REPORT_FILENAME).write_text(
-            json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
-        )
-    saved = datasets.load_from_disk(str(config.output_dir))
-    saved.report = report
-    return saved
+    tasks = _plan_shards(splits, config, folder)
+    for split in ("train", "test"):
+        (folder / split).mkdir()
+    for results in _run_shards(tasks, config.resolved_workers()):
+        for result in results:
+            report.add(result)
+            if on_file is not None:
+                on_file(result)
+    fingerprint = hashlib.sha256(repr(tasks).encode()).hexdigest()[:16]
+    for split in ("train", "test"):
+        shards = [Path(t.shard_path).name for t in tasks if t.split == split]
+        write_split_metadata(folder / split, shards, event_features(), fingerprint=fingerprint)
+    (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def parse_rates(values: Iterable[str]) -> dict[str, float]:

@@ -64,7 +64,7 @@ def events_command(
     """Convert OWAMcap recordings into an Event Dataset (train/test), one row per kept event."""
     from tqdm import tqdm
 
-    from owa.data.events import build_event_dataset
+    from owa.data.events import write_event_dataset
 
     try:
         config = EventDatasetConfig(
@@ -96,12 +96,12 @@ def events_command(
         bar.set_postfix_str(f"{events / elapsed:,.0f} events/s", refresh=False)
 
     try:
-        dataset = build_event_dataset(config, on_file=on_file)
+        report = write_event_dataset(config, on_file=on_file)
     except OWADataError as e:
         bar.close()
         typer.echo(f"Error: {e}", err=True)
         raise typer.Exit(code=1) from None
     finally:
         bar.close()
-    typer.echo(dataset.report.format_table())
+    typer.echo(report.format_table())
     typer.echo(f"Saved event dataset to {output_dir}")
