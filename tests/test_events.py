@@ -56,6 +56,13 @@ def bare_topics(path: Path, topics: set[str]) -> list[tuple[str, int, bytes]]:
         return [(c.topic, m.log_time, m.data) for _, c, m in make_reader(f).iter_messages() if c.topic in topics]
 
 
+def test_features_literal_matches_datasets() -> None:
+    from owa.data.events import EVENT_FEATURES_DICT, event_features
+
+    assert event_features() == EVENT_FEATURES
+    assert EVENT_FEATURES.to_dict() == EVENT_FEATURES_DICT
+
+
 def test_schema_is_exactly_the_spec(real_copy: Path, tmp_path: Path) -> None:
     dataset = build_event_dataset(EventDatasetConfig(train_dir=real_copy, output_dir=tmp_path / "out"))
     assert set(dataset) == {"train", "test"}

@@ -50,6 +50,7 @@ from owa.data.outputs import atomic_output_dir, write_split_metadata
 from owa.data.recordings.reader import OWAMcapReader
 
 __all__ = [
+    "EVENT_FEATURES_DICT",
     "EventDatasetConfig",
     "EventDatasetReport",
     "FileResult",
@@ -68,19 +69,23 @@ DEFAULT_RATES_HZ: Mapping[str, float] = {"mouse": 60.0, "screen": 20.0}
 DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
 
 
+# The Event Dataset schema as ``datasets.Features.to_dict()`` writes it. Kept as data so that stage 1 and
+# its workers never import ``datasets`` (a second of start-up per process); a test checks it against
+# ``datasets`` itself.
+EVENT_FEATURES_DICT: dict[str, dict[str, str]] = {
+    "episode_path": {"dtype": "string", "_type": "Value"},
+    "topic": {"dtype": "string", "_type": "Value"},
+    "timestamp_ns": {"dtype": "int64", "_type": "Value"},
+    "message_type": {"dtype": "string", "_type": "Value"},
+    "mcap_message": {"dtype": "binary", "_type": "Value"},
+}
+
+
 def event_features():  # -> datasets.Features; imported lazily, datasets is slow to import
     """The Event Dataset schema as ``datasets.Features``."""
-    from datasets import Features, Value
+    from datasets import Features
 
-    return Features(
-        {
-            "episode_path": Value("string"),
-            "topic": Value("string"),
-            "timestamp_ns": Value("int64"),
-            "message_type": Value("string"),
-            "mcap_message": Value("binary"),
-        }
-    )
+    return Features.from_dict(EVENT_FEATURES_DICT)
 
 
 _ARROW_SCHEMA = pa.schema(
@@ -430,7 +435,7 @@ def _write_shard(task: _ShardTask) -> list[FileResult]:
 @functools.cache
 def _hf_schema() -> pa.Schema:
     """The Arrow schema with the ``datasets`` features in its metadata, as ``save_to_disk`` writes it."""
-    return _ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": event_features().to_dict()}})})
+    return _ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": EVENT_FEATURES_DICT}})})
 
 
 def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[FileResult]]:
@@ -526,7 +531,7 @@ def _write(
     fingerprint = hashlib.sha256(repr(tasks).encode()).hexdigest()[:16]
     for split in ("train", "test"):
         shards = [Path(t.shard_path).name for t in tasks if t.split == split]
-        write_split_metadata(folder / split, shards, event_features(), fingerprint=fingerprint)
+        write_split_metadata(folder / split, shards, EVENT_FEATURES_DICT, fingerprint=fingerprint)
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     report.seconds = time.perf_counter() - started
     return report

@@ -83,18 +83,18 @@ def save_dataset(dataset: Any, path: str | os.PathLike[str]) -> None:
 
 
 def write_split_metadata(
-    split_dir: str | os.PathLike[str], shard_names: list[str], features: Any, *, fingerprint: str
+    split_dir: str | os.PathLike[str], shard_names: list[str], features: dict[str, Any], *, fingerprint: str
 ) -> None:
     """Write ``state.json`` and ``dataset_info.json`` for Arrow shards already in ``split_dir``.
 
-    This is the layout ``Dataset.save_to_disk`` produces (shards are Arrow IPC *stream* files whose schema
-    metadata carries the features), so ``datasets.load_from_disk`` reads it. Writers that stream shards
-    in place use it to avoid a second copy of the data.
+    ``features`` is ``datasets.Features.to_dict()`` output. This is the layout ``Dataset.save_to_disk``
+    produces (shards are Arrow IPC *stream* files whose schema metadata carries the features), so
+    ``datasets.load_from_disk`` reads it. Writers that stream shards in place use it to avoid a second
+    copy of the data, and without importing ``datasets``.
     """
-    import datasets
-
     split = Path(split_dir)
-    datasets.DatasetInfo(features=features).write_to_directory(str(split))
+    info = {"citation": "", "description": "", "features": features, "homepage": "", "license": ""}
+    (split / "dataset_info.json").write_text(json.dumps(info, indent=2))
     state = {
         "_data_files": [{"filename": name} for name in shard_names],
         "_fingerprint": fingerprint,
