@@ -16,8 +16,7 @@ from owa.data.encoders import create_encoder, unwrap_timestamps
 TOKEN = re.compile(r"<[^<>]*>")
 PERIOD_NS = 4_000_000_000
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-settings.register_profile("owa", max_examples=150, deadline=None)
-settings.load_profile("owa")
+PROPERTY = settings(max_examples=150, deadline=None)
 
 
 def spec_digits(value: Fraction, bases: tuple[int, ...]) -> list[int]:
@@ -66,6 +65,7 @@ def mouse_payloads(draw: st.DrawFn) -> dict:
     return payload
 
 
+@PROPERTY
 @given(timestamp_ns=INT64, payload=keyboard_payloads, image_token=st.sampled_from(["<IMAGE>", "<image>"]))
 def test_hierarchical_keyboard_matches_spec_and_round_trips(timestamp_ns: int, payload: dict, image_token: str) -> None:
     encoder = create_encoder("hierarchical", image_token=image_token)
@@ -81,6 +81,7 @@ def test_hierarchical_keyboard_matches_spec_and_round_trips(timestamp_ns: int, p
     assert back.timestamp == timestamp_ns % PERIOD_NS // 10_000_000 * 10_000_000
 
 
+@PROPERTY
 @given(
     timestamp_ns=INT64,
     payload=mouse_payloads(),
@@ -111,6 +112,7 @@ def test_hierarchical_mouse_matches_spec_and_round_trips(
     assert encoder.stats.coordinates_saturated == saturated
 
 
+@PROPERTY
 @given(
     digits=st.tuples(st.integers(0, 3), st.integers(0, 9), st.integers(0, 9)),
     position=st.lists(st.integers(0, 15), min_size=6, max_size=6),
@@ -131,6 +133,7 @@ def test_any_hierarchical_mouse_text_decodes_to_a_stable_event(digits: tuple, po
     assert encoder.stats.coordinates_clamped == 0
 
 
+@PROPERTY
 @given(times=st.lists(st.integers(0, 3_989_999_999), min_size=1, max_size=50), start=st.integers(0, 2**62))
 def test_unwrap_recovers_times_with_gaps_under_the_period(times: list[int], start: int) -> None:
     """Exact (to the 10 ms cell) while consecutive events are less than 4 s - 10 ms apart."""
@@ -163,6 +166,7 @@ def json_mouse(draw: st.DrawFn) -> dict:
     return payload
 
 
+@PROPERTY
 @given(
     timestamp_ns=INT64,
     topic_payload=st.one_of(json_keyboard.map(lambda p: ("keyboard", p)), json_mouse().map(lambda p: ("mouse", p))),
