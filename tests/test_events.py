@@ -142,12 +142,12 @@ def test_rate_limit_thins_only_continuous_samples(corpus: Path) -> None:
 
 
 def test_rate_rule_units() -> None:
-    move, click = b'{"event_type":"move","x":1,"y":2}', b'{"event_type":"click","x":1,"y":2,"button":"left"}'
+    move, click = {"event_type": "move", "x": 1, "y": 2}, {"event_type": "click", "x": 1, "y": 2, "button": "left"}
     assert is_continuous_sample("desktop/MouseEvent", move)
     assert not is_continuous_sample("desktop/MouseEvent", click)
-    assert not is_continuous_sample("desktop/KeyboardEvent", b'{"event_type":"press","vk":1}')
-    assert is_continuous_sample("desktop/RawMouseEvent", b'{"last_x":1,"last_y":0,"button_flags":0}')
-    assert not is_continuous_sample("desktop/RawMouseEvent", b'{"last_x":0,"last_y":0,"button_flags":1}')
+    assert not is_continuous_sample("desktop/KeyboardEvent", {"event_type": "press", "vk": 1})
+    assert is_continuous_sample("desktop/RawMouseEvent", {"last_x": 1, "last_y": 0, "button_flags": 0})
+    assert not is_continuous_sample("desktop/RawMouseEvent", {"last_x": 0, "last_y": 0, "button_flags": 1})
     limiter = RateLimiter({"mouse": 10})
     kept = [limiter.keep("mouse", t, "desktop/MouseEvent", move) for t in (0, 50_000_000, 100_000_000, 150_000_000)]
     assert kept == [True, False, True, False]
@@ -328,3 +328,55 @@ def test_write_event_dataset_returns_the_report_only(real_copy: Path, tmp_path: 
     assert sum(len(split) for split in saved.values()) == sum(report.events_kept.values())
     with pytest.raises(ValueError, match="output_dir"):
         write_event_dataset(EventDatasetConfig(train_dir=real_copy))
+
+
+def _recording_with(path: Path, bad_topic: str, bad_type: str, bad_payload: bytes) -> Path:
+    """A keyboard press, a good message and a bad one on ``bad_topic``, written with the real mcap writer."""
+    from tests.test_reader import write_mcap
+
+    t0 = 1_700_000_000_000_000_000
+    return write_mcap(
+        path,
+        [
+            ("keyboard", "desktop/KeyboardEvent", t0, b'{"event_type":"press","vk":65}'),
+            ("mouse", "desktop/MouseEvent", t0 + 10**8, b'{"event_type":"move","x":1,"y":2}'),
+            (bad_topic, bad_type, t0 + 2 * 10**8, bad_payload),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad_topic", "bad_type", "bad_payload"),
+    [
+        ("mouse", "desktop/MouseEvent", b'{"event_type":"move", garbage'),
+        ("keyboard", "desktop/KeyboardEvent", b'\xff\xfe{"event_type":"press","vk":1}'),
+        ("mouse", "desktop/MouseEvent", b'["move"]'),
+        ("keyboard", "desktop/KeyboardEvent", b"{not json"),
+    ],
+)
+def test_bad_payloads_are_counted_or_fatal_when_strict(
+    tmp_path: Path, bad_topic: str, bad_type: str, bad_payload: bytes
+) -> None:
+    from owa.data.errors import MessageValidationError
+
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    path = _recording_with(folder / "bad.mcap", bad_topic, bad_type, bad_payload)
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=folder, test_percent=0))
+    assert len(dataset["train"]) == 2
+    (problem,) = dataset.report.problems
+    assert problem["action"] == "salvaged" and "1 bad message" in problem["reason"]
+    with pytest.raises(MessageValidationError) as info:
+        build_event_dataset(EventDatasetConfig(train_dir=folder, test_percent=0, strict=True))
+    assert (info.value.path, info.value.topic) == (str(path), bad_topic)
+
+
+def test_split_keeps_both_sides_non_empty(corpus: Path) -> None:
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=corpus, test_percent=0.95))
+    assert len(set(dataset["train"]["episode_path"])) == 1
+    assert len(set(dataset["test"]["episode_path"])) == 5
+
+
+def test_empty_topic_is_rejected() -> None:
+    with pytest.raises(ValueError, match="Invalid keep_topics"):
+        EventDatasetConfig(train_dir=Path("."), keep_topics=("screen", ""))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import random
 import shutil
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
@@ -290,3 +294,79 @@ def test_public_api_resolves() -> None:
 
     for name in owa.data.__all__:
         assert getattr(owa.data, name) is not None, name
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["keyboard", "window", "mouse"]), st.integers(0, 50)), min_size=1, max_size=40
+    ),
+    chunk_size=st.integers(1, 400),
+    topics=st.sets(st.sampled_from(["keyboard", "window", "mouse"]), min_size=1),
+)
+def test_filtered_reads_stay_in_log_time_order(
+    tmp_path: Path, events: list[tuple[str, int]], chunk_size: int, topics: set[str]
+) -> None:
+    messages = [
+        (topic, "desktop/KeyboardEvent", t, b'{"event_type":"press","vk":%d}' % i)
+        for i, (topic, t) in enumerate(events)
+    ]
+    path = write_mcap(tmp_path / f"order-{chunk_size}.mcap", messages, chunk_size=chunk_size)
+    everything = list(read_messages(path))
+    assert [m.timestamp_ns for m in everything] == sorted(t for _, t in events)
+    filtered = list(read_messages(path, topics))
+    assert filtered == [m for m in everything if m.topic in topics]
+
+
+def test_random_corruption_gives_typed_errors_or_counted_salvage(recordings_dir: Path, tmp_path: Path) -> None:
+    path, full = _multi_chunk_copy(recordings_dir, tmp_path)
+    data = path.read_bytes()
+    rng = random.Random(1234)
+    for trial in range(120):
+        broken = bytearray(data)
+        if trial % 3 == 0:
+            broken = broken[: rng.randrange(8, len(data))]
+        for _ in range(rng.randint(1, 4)):
+            where = rng.randrange(len(broken))
+            broken[where] = rng.randrange(256)
+        victim = tmp_path / f"fuzz-{trial}.mcap"
+        victim.write_bytes(bytes(broken))
+        try:
+            with OWAMcapReader(victim, on_damage="salvage") as reader:
+                salvaged = list(reader.iter_messages(["keyboard", "screen"]))
+        except RecordingError:
+            continue  # header or magic destroyed: the file is rejected with a typed error
+        assert len(salvaged) <= len(full)
+        assert [m.timestamp_ns for m in salvaged] == sorted(m.timestamp_ns for m in salvaged)
+        with contextlib.suppress(RecordingError, MessageValidationError):
+            list(read_messages(victim))
+
+
+def test_absurd_header_length_is_a_typed_error(recordings_dir: Path, tmp_path: Path) -> None:
+    data = bytearray((recordings_dir / "0.5.1.mcap").read_bytes())
+    data[9:17] = (2**62).to_bytes(8, "little")  # the header record's length, right after magic and opcode
+    path = tmp_path / "header.mcap"
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecordingError, match="header"):
+        OWAMcapReader(path)
+
+
+def test_malformed_schema_record_is_damage_with_offset(tmp_path: Path) -> None:
+    path = tmp_path / "unchunked.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, use_chunking=False)
+        writer.start(profile="owa", library="test")
+        schema = writer.register_schema("desktop/KeyboardEvent", "jsonschema", b"{}")
+        channel = writer.register_channel("keyboard", "json", schema)
+        writer.add_message(channel, 1, b'{"event_type":"press","vk":65}', 1)
+        writer.finish()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"desktop/KeyboardEvent")
+    data[at] = 0xFF  # not UTF-8
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptRecordingError) as info:
+        list(read_messages(path))
+    assert info.value.offset is not None and info.value.offset < at
+    with OWAMcapReader(path, on_damage="salvage") as reader:
+        assert list(reader.iter_messages()) == []
+        assert reader.report.damaged

@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from owa.data.errors import DatasetError, OWADataError
+from owa.data.errors import DatasetError, MessageValidationError, OWADataError, RecordingError
 from owa.data.outputs import atomic_output_dir, write_split_metadata
 from owa.data.recordings.reader import OWAMcapReader
 
@@ -123,8 +123,11 @@ class EventDatasetConfig:
         for topic, rate in self.rates_hz.items():
             if not (isinstance(rate, int | float) and rate > 0 and not math.isnan(rate)):
                 raise ValueError(f"Invalid rate for {topic!r} ({rate!r}). Rates are positive numbers of Hz (or inf).")
-        if not self.keep_topics:
-            raise ValueError("Invalid keep_topics (empty). Keep at least one topic, e.g. screen, keyboard, mouse.")
+        if not self.keep_topics or not all(isinstance(t, str) and t.strip() for t in self.keep_topics):
+            raise ValueError(
+                f"Invalid keep_topics ({list(self.keep_topics)!r}). Keep at least one non-empty topic, "
+                "e.g. screen, keyboard, mouse."
+            )
         if not 0 <= self.test_percent < 1:
             raise ValueError(f"Invalid test_percent ({self.test_percent}). Use a fraction in [0, 1), e.g. 0.2.")
         if self.num_workers < 0:
@@ -150,6 +153,7 @@ class FileResult:
     events_kept: Counter[str] = dataclasses.field(default_factory=Counter)
     problem: str | None = None
     skipped: bool = False
+    bad_messages: int = 0
     table: pa.Table | None = None
 
     @property
@@ -224,14 +228,17 @@ class EventDatasetReport:
 # --------------------------------------------------------------------------------------------------
 
 
-def is_continuous_sample(message_type: str, data: bytes) -> bool:
-    """True for samples that rate limiting may thin: mouse moves, screen frames, raw motion without buttons."""
+def is_continuous_sample(message_type: str, payload: Mapping[str, Any]) -> bool:
+    """True for samples that rate limiting may thin: mouse moves, screen frames, raw motion without buttons.
+
+    ``payload`` is the message's parsed JSON object.
+    """
     if message_type == "desktop/ScreenCaptured":
         return True
     if message_type == "desktop/MouseEvent":
-        return b'"move"' in data and orjson.loads(data).get("event_type") == "move"
+        return payload.get("event_type") == "move"
     if message_type == "desktop/RawMouseEvent":
-        return not orjson.loads(data).get("button_flags")
+        return not payload.get("button_flags")
     return False
 
 
@@ -242,9 +249,10 @@ class RateLimiter:
         self._interval_ns = {topic: round(1e9 / rate) for topic, rate in rates_hz.items() if rate != math.inf}
         self._last_kept: dict[str, int] = {}
 
-    def keep(self, topic: str, timestamp_ns: int, message_type: str, data: bytes) -> bool:
+    def keep(self, topic: str, timestamp_ns: int, message_type: str, payload: Mapping[str, Any]) -> bool:
+        """Whether to keep this message; ``payload`` is its parsed JSON object."""
         interval = self._interval_ns.get(topic)
-        if interval is None or not is_continuous_sample(message_type, data):
+        if interval is None or not is_continuous_sample(message_type, payload):
             return True
         last = self._last_kept.get(topic)
         # Samples stamped in the same nanosecond as the last kept one share its instant: the recorder's
@@ -274,7 +282,21 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
                 result.events_read[topic] += 1
-                if not limiter.keep(topic, timestamp_ns, message_type, data):
+                # Validate at the edge: every stored payload is a UTF-8 JSON object (orjson checks both).
+                try:
+                    payload = orjson.loads(data)
+                    if type(payload) is not dict:
+                        raise TypeError(f"payload is a JSON {type(payload).__name__}, not an object")
+                except (orjson.JSONDecodeError, TypeError) as e:
+                    error = MessageValidationError(
+                        f"Invalid {message_type} payload: {e}", path=path, topic=topic, timestamp_ns=timestamp_ns
+                    )
+                    if config.strict:
+                        raise error from e
+                    logger.warning("Skipping bad message: %s", error)
+                    result.bad_messages += 1
+                    continue
+                if not limiter.keep(topic, timestamp_ns, message_type, payload):
                     continue
                 result.events_kept[topic] += 1
                 topics.append(topic)
@@ -285,12 +307,20 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                     prefix = prefixes[(topic, message_type)] = _envelope_parts(topic, message_type)
                 payloads.append(_envelope(prefix, timestamp_ns, data))
             report = reader.report
+            report.bad_messages += result.bad_messages
             if report.damaged or report.bad_messages:
                 result.problem = _describe_damage(report)
     except OWADataError as e:
         if config.strict:
             raise
         result.problem, result.skipped = str(e), True
+        result.events_kept.clear()
+        return result
+    except Exception as e:  # last resort: one broken file must not stop a thousand-file run
+        if config.strict:
+            raise RecordingError(f"Unexpected failure reading recording: {type(e).__name__}: {e}", path=path) from e
+        logger.warning("Skipping %s after an unexpected %s", path, type(e).__name__, exc_info=True)
+        result.problem, result.skipped = f"unexpected {type(e).__name__}: {e}", True
         result.events_kept.clear()
         return result
     if not times:
@@ -364,8 +394,8 @@ def _split_files(config: EventDatasetConfig) -> dict[str, list[Path]]:
     shuffled = list(train)
     random.Random(config.seed).shuffle(shuffled)
     n_test = round(len(shuffled) * config.test_percent)
-    if config.test_percent > 0 and n_test == 0 and len(shuffled) > 1:
-        n_test = 1
+    if len(shuffled) > 1:  # both splits get at least one episode when there are two
+        n_test = min(max(n_test, 1 if config.test_percent > 0 else 0), len(shuffled) - 1)
     test_set = set(shuffled[:n_test])
     return {"train": [p for p in train if p not in test_set], "test": sorted(test_set)}
 

@@ -193,6 +193,8 @@ class OWAMcapReader:
     def _read_header(self) -> tuple[str, str]:
         try:
             opcode, length = _RECORD_HEAD.unpack(self._file.read(_RECORD_HEAD.size))
+            if length > self.size:
+                raise ValueError("header length exceeds the file")
             body = self._file.read(length)
             if opcode != _OP_HEADER or len(body) != length:
                 raise ValueError
@@ -211,10 +213,14 @@ class OWAMcapReader:
             return None
         try:
             self._file.seek(0)
-            return SeekingReader(self._file).get_summary()
-        except (McapError, struct.error, ValueError, EOFError, KeyError) as e:
-            # A crashed recorder leaves no footer; the scan path reads up to the damage.
-            logger.debug("%s: no readable summary (%s); scanning records", self.path, e)
+            summary = SeekingReader(self._file).get_summary()
+            if summary is not None:
+                _check_summary(summary, self.size)
+            return summary
+        except (McapError, struct.error, ValueError, EOFError, KeyError, OSError, UnicodeDecodeError) as e:
+            # A crashed recorder leaves no footer, and a damaged summary cannot be trusted: either way
+            # the scan path reads the records themselves, up to any damage.
+            logger.debug("%s: no usable summary (%s); scanning records", self.path, e)
             return None
 
     def _channels_from_summary(self) -> dict[int, _Channel]:
@@ -226,9 +232,8 @@ class OWAMcapReader:
 
     # -- message batches (one per chunk), filtered ------------------------------------------------
 
-    def _indexed_batches(
-        self, wanted: set[str] | None, window: tuple[int | None, int | None]
-    ) -> Iterator[list[RecordedMessage]]:
+    def _indexed_batches(self, wanted: set[str] | None, window: tuple[int | None, int | None]) -> Iterator[_Batch]:
+        """One batch per chunk, in chunk-start order, with the chunk's unfiltered time bounds."""
         assert self._summary is not None
         channels = self._channels_from_summary()
         keep = {cid for cid, ch in channels.items() if wanted is None or ch.topic in wanted}
@@ -241,35 +246,43 @@ class OWAMcapReader:
                 end is not None and index.message_start_time >= end
             ):
                 continue
+            offset = index.chunk_start_offset
             try:
-                self._file.seek(index.chunk_start_offset)
+                self._file.seek(offset)
                 head = self._file.read(_RECORD_HEAD.size)
+                if len(head) != _RECORD_HEAD.size:
+                    raise _Damage("chunk index points past the end of the file", offset)
                 opcode, length = _RECORD_HEAD.unpack(head)
                 if opcode != _OP_CHUNK or length > index.chunk_length:
-                    raise _Damage("chunk index points at something that is not a chunk", index.chunk_start_offset)
+                    raise _Damage("chunk index points at something that is not a chunk", offset)
                 body = self._file.read(length)
                 if len(body) != length:
-                    raise _Damage("chunk is truncated", index.chunk_start_offset)
-                records = self._decompress_chunk(body, index.chunk_start_offset)
-                batch = list(self._messages_in(records, channels, None, keep, window, index.chunk_start_offset + 9))
+                    raise _Damage("chunk is truncated", offset)
+                records = self._decompress_chunk(body, offset)
+                batch = list(self._messages_in(records, channels, None, keep, window, offset + 9))
+            except _MALFORMED as e:
+                self._damaged(_Damage(f"malformed record ({type(e).__name__}: {e})", offset))
             except _Damage as damage:
                 self._damaged(damage)
-                if self._on_damage == "raise":
-                    return
-                self.report.chunks_skipped += 1
+            else:
+                yield _Batch(index.message_start_time, index.message_end_time, batch)
                 continue
-            yield batch
+            if self._on_damage == "raise":
+                return
+            self.report.chunks_skipped += 1
 
-    def _scanned_batches(
-        self, wanted: set[str] | None, window: tuple[int | None, int | None]
-    ) -> Iterator[list[RecordedMessage]]:
-        """Linear scan from the start: the path for files without summary (or without chunks)."""
+    def _scanned_batches(self, wanted: set[str] | None, window: tuple[int | None, int | None]) -> Iterator[_Batch]:
+        """Linear scan from the start: the path for files without a usable summary (or without chunks).
+
+        Chunks may come in any time order here, so the file's messages (up to any damage) are
+        collected and sorted once: memory follows the file's size on this path only.
+        """
         channels: dict[int, _Channel] = {}
         schemas: dict[int, str] = {}
         self._file.seek(0)
         data = memoryview(self._file.read())
         pos = len(MAGIC)
-        loose: list[RecordedMessage] = []
+        messages: list[RecordedMessage] = []
         try:
             while pos < len(data):
                 if pos + 9 > len(data):
@@ -279,25 +292,22 @@ class OWAMcapReader:
                 if length > _MAX_RECORD_BYTES or body_start + length > len(data):
                     raise _Damage(f"truncated record (opcode 0x{opcode:02x}, {length} bytes declared)", pos)
                 body = data[body_start : body_start + length]
-                if opcode == _OP_CHUNK:
-                    if loose:
-                        yield loose
-                        loose = []
-                    records = self._decompress_chunk(body, pos)
-                    yield list(self._messages_in(records, channels, schemas, wanted, window, pos))
-                elif opcode in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
-                    record = data[pos : body_start + length]
-                    loose.extend(self._messages_in(record, channels, schemas, wanted, window, pos))
-                elif opcode in (_OP_DATA_END, _OP_FOOTER):
+                try:
+                    if opcode == _OP_CHUNK:
+                        records = self._decompress_chunk(body, pos)
+                        messages.extend(self._messages_in(records, channels, schemas, wanted, window, pos))
+                    elif opcode in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
+                        record = data[pos : body_start + length]
+                        messages.extend(self._messages_in(record, channels, schemas, wanted, window, pos))
+                except _MALFORMED as e:
+                    raise _Damage(f"malformed record ({type(e).__name__}: {e})", pos) from e
+                if opcode in (_OP_DATA_END, _OP_FOOTER):
                     break
                 pos = body_start + length
         except _Damage as damage:
-            if loose:
-                yield loose
             self._damaged(damage)
-            return
-        if loose:
-            yield loose
+        if messages:
+            yield _Batch(messages[0].timestamp_ns, messages[-1].timestamp_ns, _sorted(messages))
 
     def _messages_in(
         self,
@@ -325,6 +335,8 @@ class OWAMcapReader:
             if stop > size:
                 raise _Damage(f"record overruns its chunk (opcode 0x{opcode:02x})", base_offset + pos)
             if opcode == _OP_MESSAGE:
+                if length < _MESSAGE_HEAD.size:
+                    raise _Damage(f"message record of {length} bytes is too short", base_offset + pos)
                 channel_id, _, log_time, _ = _MESSAGE_HEAD.unpack_from(records, body)
                 channel = channels.get(channel_id)
                 if channel is None:
@@ -410,6 +422,20 @@ def read_messages(
 # -- helpers -------------------------------------------------------------------------------------
 
 
+# Exceptions that malformed bytes raise while parsing records; they become damage at the record's offset.
+_MALFORMED = (struct.error, ValueError, UnicodeDecodeError, KeyError, IndexError, OverflowError)
+
+
+def _check_summary(summary, size: int) -> None:  # summary: mcap.summary.Summary
+    """Raise ValueError when the summary contradicts itself or the file (then it is not used)."""
+    for channel_id, channel in summary.channels.items():
+        if channel.schema_id and channel.schema_id not in summary.schemas:
+            raise ValueError(f"channel {channel_id} names unknown schema {channel.schema_id}")
+    for index in summary.chunk_indexes:
+        if index.chunk_start_offset + index.chunk_length > size:
+            raise ValueError(f"chunk at {index.chunk_start_offset} runs past the end of the file")
+
+
 def _make_channel(topic: str, schema_name: str) -> _Channel:
     message_type = normalize_message_type(schema_name)
     return _Channel(topic, message_type, payload_normalizer(message_type))
@@ -442,25 +468,30 @@ _DECOMPRESSORS: dict[str, Callable[[memoryview | bytes, int], bytes | memoryview
 }
 
 
-def _in_log_time_order(batches: Iterable[list[RecordedMessage]]) -> Iterator[RecordedMessage]:
-    """Merge per-chunk batches into log-time order, buffering only while chunks overlap in time.
+class _Batch(NamedTuple):
+    """Messages of one chunk (kept ones only) and the chunk's *unfiltered* log-time bounds."""
 
-    Batches arrive in file (or chunk-start) order. While the next batch starts no earlier than the
-    latest time buffered, the buffer is complete and can be emitted; otherwise the batches overlap and
-    are merged. Sorting is stable, so ties keep file order.
+    start_ns: int
+    end_ns: int
+    messages: list[RecordedMessage]
+
+
+def _in_log_time_order(batches: Iterable[_Batch]) -> Iterator[RecordedMessage]:
+    """Merge per-chunk batches, arriving in chunk-start order, into log-time order.
+
+    A buffered batch can be emitted once the next chunk starts no earlier than every buffered chunk
+    ends: no later chunk can hold an earlier message. Overlapping chunks are buffered together and
+    sorted. The decision uses the chunks' own bounds, never the filtered messages, so it holds for any
+    topic filter. Sorting is stable, so ties keep file order.
     """
     pending: list[RecordedMessage] = []
-    pending_max = -1
+    pending_end: int | None = None
     for batch in batches:
-        if not batch:
-            continue
-        times = [m.timestamp_ns for m in batch]
-        if pending and min(times) < pending_max:
-            pending.extend(batch)
-        else:
+        if pending_end is not None and batch.start_ns >= pending_end:
             yield from _sorted(pending)
-            pending = batch
-        pending_max = max(pending_max, max(times))
+            pending, pending_end = [], None
+        pending.extend(batch.messages)
+        pending_end = batch.end_ns if pending_end is None else max(pending_end, batch.end_ns)
     yield from _sorted(pending)
 
 
