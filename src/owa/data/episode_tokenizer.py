@@ -26,6 +26,7 @@ import itertools
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,7 @@ import pyarrow as pa
 from owa.data.encoders.base import EVENT_END, EVENT_START
 from owa.data.errors import DatasetError, EncodingError, MessageValidationError, TokenizerNotPreparedError
 from owa.data.messages import McapMessage, ScreenCaptured
+from owa.data.outputs import quiet_datasets_progress
 
 if TYPE_CHECKING:
     import datasets
@@ -329,18 +331,21 @@ class EpisodeTokenizer:
         )
         if len(dataset) == 0:  # datasets.map skips the function (and the new columns) on an empty dataset
             return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-        tokenized = dataset.with_format("arrow").map(
-            worker,
-            batched=True,
-            batch_size=batch_size,
-            with_indices=True,
-            remove_columns=dataset.column_names,
-            features=features,
-            num_proc=num_proc if num_proc > 1 else None,
-            new_fingerprint=self._fingerprint(dataset),
-            load_from_cache_file=False,
-            desc="Tokenizing events",
-        )
+        started = time.perf_counter()
+        with quiet_datasets_progress():  # the library never prints; progress is logged instead
+            tokenized = dataset.with_format("arrow").map(
+                worker,
+                batched=True,
+                batch_size=batch_size,
+                with_indices=True,
+                remove_columns=dataset.column_names,
+                features=features,
+                num_proc=num_proc if num_proc > 1 else None,
+                new_fingerprint=self._fingerprint(dataset),
+                load_from_cache_file=False,
+                desc="Tokenizing events",
+            )
+        logger.info("Tokenized %d events in %.2f s", len(tokenized), time.perf_counter() - started)
         return tokenized.with_format(None)
 
     def _expand(self, text: str) -> str:
