@@ -380,3 +380,21 @@ def test_split_keeps_both_sides_non_empty(corpus: Path) -> None:
 def test_empty_topic_is_rejected() -> None:
     with pytest.raises(ValueError, match="Invalid keep_topics"):
         EventDatasetConfig(train_dir=Path("."), keep_topics=("screen", ""))
+
+
+def test_relative_paths_survive_moving_dataset_and_recordings_together(real_copy: Path, tmp_path: Path) -> None:
+    from owa.data.transforms import create_event_dataset_transform
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    recordings = real_copy.rename(bundle / "recordings")
+    build_event_dataset(
+        EventDatasetConfig(train_dir=recordings, output_dir=bundle / "events", relative_to=bundle, test_percent=0)
+    )
+    moved = (tmp_path / "elsewhere").resolve()
+    bundle.rename(moved)
+    dataset = load_from_disk(str(moved / "events"))["train"]
+    assert all(p.startswith("recordings/") for p in dataset["episode_path"])
+    dataset.set_transform(create_event_dataset_transform(episode_root=moved))
+    images = [row["image"] for row in dataset.select(range(40)) if row["image"] is not None]
+    assert images and all(image.size[0] > 0 for image in images)
