@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
 import orjson
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, ValidationError
 
 from owa.data.errors import MessageValidationError, UnsafeMediaURIError
 
@@ -62,7 +62,7 @@ class KeyboardEvent(OWAMessage):
 
     message_type: ClassVar[str] = "desktop/KeyboardEvent"
     event_type: Literal["press", "release"]
-    vk: int
+    vk: StrictInt  # a JSON true is not key 1
     timestamp: int | None = None
 
 
