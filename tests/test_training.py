@@ -113,6 +113,26 @@ def test_sampler_resumes_from_a_saved_position() -> None:
     assert len(resumed) == 10
 
 
+def test_sampler_resumes_exactly_after_two_interruptions() -> None:
+    """The documented loop: consumed=(step + 1) * batch_size, counted from each (re)start."""
+    batch = 8
+    uninterrupted = DistributedFSLSampler(64, seed=3).indices().tolist()
+    trained: list[int] = []
+    state = None
+    for stop_after in (3, 2, None):
+        sampler = DistributedFSLSampler(64, seed=3)
+        if state is not None:
+            sampler.load_state_dict(state)
+        order = list(sampler)  # what a DataLoader would fetch (possibly ahead of training)
+        batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+        for step, indices in enumerate(batches):
+            trained.extend(indices)
+            state = sampler.state_dict(consumed=(step + 1) * batch)
+            if stop_after is not None and step + 1 == stop_after:
+                break
+    assert trained == uninterrupted
+
+
 def test_sampler_refuses_a_state_from_another_setup() -> None:
     state = DistributedFSLSampler(20, num_replicas=2, rank=0, seed=7).state_dict()
     with pytest.raises(ValueError, match="seed"):

@@ -104,7 +104,8 @@ class DistributedFSLSampler:
 
     Note that a DataLoader fetches ahead of the training loop (``prefetch_factor * num_workers`` batches), so the
     count handed out can exceed what was trained on. To resume exactly, save
-    ``sampler.state_dict(consumed=batches_done * batch_size)``.
+    ``sampler.state_dict(consumed=batches_done * batch_size)``, counting batches since this iteration began
+    (a resumed iteration's starting position is added for you).
 
     Args:
         dataset_size: number of samples (``len(fsl_dataset)``); a sized dataset is accepted too.
@@ -146,6 +147,7 @@ class DistributedFSLSampler:
         self.drop_last = drop_last
         self.epoch = 0
         self._position = 0  # indices of the current epoch already handed out by this rank
+        self._iter_start = 0  # the position the current (or last) iteration started from
 
     @property
     def num_samples(self) -> int:
@@ -159,7 +161,7 @@ class DistributedFSLSampler:
         a loaded state already holds keeps the resume position."""
         if epoch != self.epoch:
             self.epoch = epoch
-            self._position = 0
+            self._position = self._iter_start = 0
 
     def indices(self, epoch: int | None = None) -> np.ndarray:
         """This rank's full index order for ``epoch`` (default: the current one), as ``int64``."""
@@ -176,7 +178,7 @@ class DistributedFSLSampler:
 
     def __iter__(self) -> Iterator[int]:
         order = self.indices()
-        start = self._position
+        start = self._iter_start = self._position
         for index in order[start:].tolist():
             self._position += 1
             yield index
@@ -190,12 +192,17 @@ class DistributedFSLSampler:
         """The resumable state: epoch, position in this epoch, and the settings that must match on load.
 
         Args:
-            consumed: indices of this epoch actually trained on, if known (see the class note on prefetching);
-                default: how many this sampler has handed out.
+            consumed: indices actually trained on *since this iteration began*, if known (e.g.
+                ``(step + 1) * batch_size`` in a loop over the DataLoader; see the class note on prefetching).
+                A resumed iteration starts at the loaded position, which is added. Default: how many this
+                sampler has handed out.
         """
-        position = self._position if consumed is None else consumed
-        if not 0 <= position <= self.num_samples:
-            raise ValueError(f"Invalid consumed ({consumed}). It must be in [0, {self.num_samples}].")
+        position = self._position if consumed is None else self._iter_start + consumed
+        if consumed is not None and not 0 <= position <= self.num_samples:
+            raise ValueError(
+                f"Invalid consumed ({consumed}). This iteration started at {self._iter_start}, so it must be in "
+                f"[0, {self.num_samples - self._iter_start}]."
+            )
         return {
             "epoch": self.epoch,
             "position": position,
@@ -223,7 +230,7 @@ class DistributedFSLSampler:
         if not 0 <= position <= self.num_samples:
             raise ValueError(f"Invalid saved position ({position}). It must be in [0, {self.num_samples}].")
         self.epoch = int(state["epoch"])
-        self._position = position
+        self._position = self._iter_start = position
 
 
 def _distributed_defaults() -> tuple[int, int]:
