@@ -318,6 +318,20 @@ def test_relative_episode_paths_resolve_against_episode_root(recordings_dir) -> 
     assert len(refs) == 17 and {r.base_dir for r in refs} == {str(recordings_dir)}
 
 
+def test_fingerprint_tells_episode_roots_and_vocabularies_apart(recordings_dir, tmp_path) -> None:
+    """datasets caches map() results by fingerprint: different content must never share one."""
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap", episode_path="0.5.1.mcap")
+    event_tokenizer = EpisodeTokenizer(image_token_length=2)
+    event_tokenizer.prepare_model(tokenizer=tiny_bpe_tokenizer())
+    here = event_tokenizer.tokenize_event_dataset(events, episode_root=recordings_dir)
+    there = event_tokenizer.tokenize_event_dataset(events, episode_root=tmp_path)
+    assert here["images"] != there["images"]
+    assert here._fingerprint != there._fingerprint
+    other = EpisodeTokenizer(image_token_length=2)
+    other.prepare_model(tokenizer=qwen25_tokenizer())
+    assert other.tokenize_event_dataset(events, episode_root=recordings_dir)._fingerprint != here._fingerprint
+
+
 def test_bench_tokenize_quick_runs() -> None:
     from benchmarks.bench_tokenize import main
 

@@ -341,7 +341,7 @@ class EpisodeTokenizer:
                 remove_columns=dataset.column_names,
                 features=features,
                 num_proc=num_proc if num_proc > 1 else None,
-                new_fingerprint=self._fingerprint(dataset),
+                new_fingerprint=self._fingerprint(dataset, root),
                 load_from_cache_file=False,
                 desc="Tokenizing events",
             )
@@ -395,11 +395,16 @@ class EpisodeTokenizer:
                 results[i] = list(ids)
         return results  # type: ignore[return-value]
 
-    def _fingerprint(self, dataset: datasets.Dataset) -> str:
+    def _fingerprint(self, dataset: datasets.Dataset, root: str) -> str:
+        """Identifies the result for ``datasets``' cache: input, settings, episode root and the exact vocabulary."""
         tokenizer = self.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
         digest = hashlib.sha256()
         for part in (
             getattr(dataset, "_fingerprint", None),
+            root,
+            hashlib.sha256(vocabulary.encode()).hexdigest(),
             dataclasses.asdict(self.config),
             repr(self.encoder.config),
             type(tokenizer).__name__,
