@@ -17,7 +17,6 @@ from datasets import Features, Value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcap.reader import make_reader
-from tests.spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 from typer.testing import CliRunner
 
 from owa.data import binning
@@ -25,6 +24,7 @@ from owa.data.binning import BinningConfig, build_binned_dataset
 from owa.data.cli import app
 from owa.data.errors import DatasetError, MessageValidationError, OutputExistsError
 from owa.data.messages import McapMessage, ScreenCaptured
+from spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MS = 1_000_000  # ns

@@ -14,7 +14,6 @@ import orjson
 import pytest
 from datasets import load_from_disk
 from mcap.reader import make_reader
-from tests.spec_schemas import EVENT_FEATURES
 
 from owa.data.errors import DatasetError, OutputExistsError, RecordingError
 from owa.data.events import (
@@ -27,6 +26,7 @@ from owa.data.events import (
 )
 from owa.data.messages import McapMessage
 from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+from spec_schemas import EVENT_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 UNLIMITED = {"mouse": 1e9, "screen": 1e9, "keyboard": 1e9}
@@ -332,7 +332,7 @@ def test_write_event_dataset_returns_the_report_only(real_copy: Path, tmp_path: 
 
 def _recording_with(path: Path, bad_topic: str, bad_type: str, bad_payload: bytes) -> Path:
     """A keyboard press, a good message and a bad one on ``bad_topic``, written with the real mcap writer."""
-    from tests.test_reader import write_mcap
+    from mcap_helpers import write_mcap
 
     t0 = 1_700_000_000_000_000_000
     return write_mcap(

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
+from mcap_helpers import write_mcap
 from owa.data.errors import CorruptRecordingError, MessageValidationError, RecordingError
 from owa.data.recordings.reader import OWAMcapReader, RecordedMessage, read_messages
 
@@ -24,29 +25,6 @@ ALL_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1", "ztype-no-video"]
 def bare_messages(path: Path) -> list[tuple[str, str, int, bytes]]:
     with open(path, "rb") as f:
         return [(ch.topic, s.name, m.log_time, m.data) for s, ch, m in make_reader(f).iter_messages()]
-
-
-def write_mcap(
-    path: Path,
-    messages: list[tuple[str, str, int, bytes]],
-    *,
-    chunk_size: int = 1024 * 1024,
-    compression: CompressionType = CompressionType.ZSTD,
-) -> Path:
-    """Write (topic, schema_name, log_time, payload) with the real mcap writer, in the given order."""
-    with open(path, "wb") as f:
-        writer = Writer(f, chunk_size=chunk_size, compression=compression)
-        writer.start(profile="owa", library="test")
-        schema_ids: dict[str, int] = {}
-        channel_ids: dict[tuple[str, str], int] = {}
-        for topic, schema_name, log_time, payload in messages:
-            if schema_name not in schema_ids:
-                schema_ids[schema_name] = writer.register_schema(schema_name, "jsonschema", b"{}")
-            if (topic, schema_name) not in channel_ids:
-                channel_ids[(topic, schema_name)] = writer.register_channel(topic, "json", schema_ids[schema_name])
-            writer.add_message(channel_ids[(topic, schema_name)], log_time, payload, log_time)
-        writer.finish()
-    return path
 
 
 @pytest.mark.parametrize("name", ALL_RECORDINGS)

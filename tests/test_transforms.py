@@ -14,7 +14,6 @@ import pytest
 from datasets import Dataset, DatasetDict
 from mcap.reader import make_reader
 from PIL import Image
-from tests.spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 
 from owa.data import (
     DatasetError,
@@ -27,6 +26,7 @@ from owa.data import (
     create_event_dataset_transform,
 )
 from owa.data.transforms import TransformStats, resolve_episode_path
+from spec_schemas import BINNED_FEATURES, EVENT_FEATURES
 
 SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "SEED-README.md"
 
