@@ -497,3 +497,15 @@ def test_encode_serialized_matches_encode(recordings_dir: Path) -> None:
         for message in messages:
             data = message.model_dump_json().encode()
             assert encoder.encode_serialized(data, episode_path=message.source_path) == encoder.encode(message)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"event_type":"hold","vk":65}', b'{"event_type":"press","vk":"A"}', b'{"event_type":"press","vk":true}'],
+)
+@pytest.mark.parametrize("encoder_type", ["hierarchical", "json"])
+def test_invalid_values_are_refused_at_encode(encoder_type: str, payload: bytes) -> None:
+    """Whatever encode() accepts, decode() must accept: invalid values never make it into text."""
+    message = McapMessage(topic="keyboard", timestamp=1, message=payload, message_type="desktop/KeyboardEvent")
+    with pytest.raises(EncodingError):
+        create_encoder(encoder_type).encode(message)
