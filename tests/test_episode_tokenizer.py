@@ -349,3 +349,31 @@ def test_deserialize_screen_rejects_garbage() -> None:
     assert serialize_screen(bare) == '{"media_ref":{"uri":"v.mkv"},"base_dir":null}'
     assert serialize_screen(ScreenCaptured()) == '{"base_dir":null}'
     assert deserialize_screen(serialize_screen(ScreenCaptured())).media_ref is None
+
+
+def test_clamp_counts_come_back_from_worker_processes() -> None:
+    rows = [
+        McapMessage(
+            topic="mouse",
+            timestamp=1_000_000_000 + i,
+            message=b'{"event_type":"move","x":3000,"y":-5}',
+            message_type="desktop/MouseEvent",
+        )
+        .model_dump_json()
+        .encode()
+        for i in range(40)
+    ]
+    events = datasets.Dataset.from_dict(
+        {"episode_path": ["/nowhere/a.mcap"] * 40, "mcap_message": rows},
+        features=datasets.Features(
+            {"episode_path": datasets.Value("string"), "mcap_message": datasets.Value("binary")}
+        ),
+    )
+    counts = []
+    for num_proc in (1, 2):
+        event_tokenizer = EpisodeTokenizer(image_token_length=2)
+        event_tokenizer.prepare_model(tokenizer=tiny_bpe_tokenizer())
+        out = event_tokenizer.tokenize_event_dataset(events, num_proc=num_proc, batch_size=10)
+        assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
+        counts.append(event_tokenizer.encoder.stats.coordinates_clamped)
+    assert counts == [80, 80]  # x and y of every move

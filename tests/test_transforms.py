@@ -484,3 +484,35 @@ def test_transforms_never_print(rows_051: list[dict[str, Any]], capsys: pytest.C
     dataset.set_transform(create_event_dataset_transform(on_error="skip"))
     dataset[:]
     assert capsys.readouterr() == ("", "")
+
+
+def test_clamp_counts_from_dataloader_workers_reach_the_parent(recordings_dir: Path) -> None:
+    """0.3.2 has mouse positions off a 1920x1080 screen; workers' clamp counts land in transform.stats."""
+    pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from owa.data.recordings.reader import read_messages
+
+    path = recordings_dir / "0.3.2.mcap"  # an old recorder: read through owa.data to get current types
+    rows = [
+        {
+            "episode_path": str(path),
+            "topic": m.topic,
+            "timestamp_ns": m.timestamp_ns,
+            "message_type": m.message_type,
+            "mcap_message": m.to_mcap_message().model_dump_json().encode(),
+        }
+        for m in read_messages(path, "mouse")
+    ]
+    in_process = create_event_dataset_transform(load_images=False)
+    event_dataset(rows).with_transform(in_process)[:]
+    expected = in_process.encoder.stats.coordinates_clamped
+    assert expected > 0 and in_process.stats.coordinates_clamped == expected
+
+    transform = create_event_dataset_transform(load_images=False)
+    dataset = event_dataset(rows)
+    dataset.set_transform(transform)
+    for _ in DataLoader(dataset, batch_size=16, num_workers=2, collate_fn=list):
+        pass
+    assert transform.encoder.stats.coordinates_clamped == 0  # the parent encoded nothing itself
+    assert transform.stats.coordinates_clamped == expected

@@ -55,6 +55,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_STAT_PREFIX = "__owa_encoder_"  # temporary columns carrying encoder.stats counts out of map() workers
+
 _PIECE = re.compile(r"<[^<>]*>")
 # Rows per process below which tokenize_event_dataset stays in one process: starting workers and shipping the
 # tokenizer to them costs more than it saves on small datasets.
@@ -331,6 +333,9 @@ class EpisodeTokenizer:
         )
         if len(dataset) == 0:  # datasets.map skips the function (and the new columns) on an empty dataset
             return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+        # Each batch also reports what the encoder clamped, so counts made in worker processes reach
+        # this process's encoder.stats; the columns are dropped before returning.
+        stat_columns = {_STAT_PREFIX + name: datasets.Value("int64") for name in self.encoder.stats.as_dict()}
         started = time.perf_counter()
         with quiet_datasets_progress():  # the library never prints; progress is logged instead
             tokenized = dataset.with_format("arrow").map(
@@ -339,12 +344,21 @@ class EpisodeTokenizer:
                 batch_size=batch_size,
                 with_indices=True,
                 remove_columns=dataset.column_names,
-                features=features,
+                features=datasets.Features({**features, **stat_columns}),
                 num_proc=num_proc if num_proc > 1 else None,
                 new_fingerprint=self._fingerprint(dataset, root),
                 load_from_cache_file=False,
                 desc="Tokenizing events",
             )
+        if num_proc > 1:  # in-process batches counted directly; workers' counts come back in the columns
+            import pyarrow.compute as pc
+
+            table = tokenized.select_columns(list(stat_columns)).with_format("arrow")[:]
+            for column in stat_columns:
+                name = column.removeprefix(_STAT_PREFIX)
+                total = pc.sum(table.column(column)).as_py() or 0
+                setattr(self.encoder.stats, name, getattr(self.encoder.stats, name) + total)
+        tokenized = tokenized.remove_columns(list(stat_columns))
         logger.info("Tokenized %d events in %.2f s", len(tokenized), time.perf_counter() - started)
         return tokenized.with_format(None)
 
@@ -547,6 +561,7 @@ class _TokenizeBatch:
         }  # absolute paths stay as they are
         image_token = config.image_token
         expanded = image_token * config.image_token_length
+        stats_before = owner.encoder.stats.as_dict()
         texts: list[str] = []
         image_refs: list[str] = []
         image_counts: list[int] = []
@@ -572,6 +587,11 @@ class _TokenizeBatch:
         np.cumsum(lengths, out=offsets[1:])
         image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(image_counts, out=image_offsets[1:])
+        stat_columns = {}
+        for name, after in owner.encoder.stats.as_dict().items():
+            delta = np.zeros(len(texts), dtype=np.int64)
+            delta[0] = after - stats_before[name]  # the batch's count, on its first row
+            stat_columns[_STAT_PREFIX + name] = pa.array(delta)
         return pa.table(
             {
                 "episode_path": pa.array(paths, type=pa.string()),
@@ -579,6 +599,7 @@ class _TokenizeBatch:
                 "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
                 "images": pa.ListArray.from_arrays(pa.array(image_offsets), pa.array(image_refs, type=pa.string())),
                 "total_token_count": pa.array(lengths),
+                **stat_columns,
             }
         )
 

@@ -78,11 +78,23 @@ class TransformStats:
     ``Dataset.map(num_proc=...)``, starts from a snapshot and counts on its own.)
 
     Attributes (read-only ints): ``rows``, ``events_encoded``, ``events_skipped``, ``images_decoded``,
-    ``images_skipped``; ``errors`` maps error type names to skip counts; ``last_error`` is the message
-    of the latest skipped failure (truncated to 1000 bytes).
+    ``images_skipped``, and what the encoder clamped to fit its format (``coordinates_clamped``,
+    ``coordinates_saturated``, ``scrolls_clamped``; see ``EncoderStats``); ``errors`` maps error type
+    names to skip counts; ``last_error`` is the message of the latest skipped failure (truncated to 1000
+    bytes).
     """
 
-    COUNTERS = ("rows", "events_encoded", "events_skipped", "images_decoded", "images_skipped")
+    COUNTERS = (
+        "rows",
+        "events_encoded",
+        "events_skipped",
+        "images_decoded",
+        "images_skipped",
+        # what the encoder clamped to fit its format (see EncoderStats), summed over workers too
+        "coordinates_clamped",
+        "coordinates_saturated",
+        "scrolls_clamped",
+    )
     ERROR_KINDS = (
         "VideoNotFoundError",
         "FrameOutOfRangeError",
@@ -225,10 +237,12 @@ class _DatasetTransform:
         single = not isinstance(batch[self.required[0]], list)
         if single:
             batch = {key: [value] for key, value in batch.items()}
+        before = self.encoder.stats.as_dict()
         out = self._transform(batch)
         if self.keep_original:
             out = {**batch, **out}
-        self.stats._add(rows=len(batch[self.required[0]]))
+        clamped = {name: value - before[name] for name, value in self.encoder.stats.as_dict().items()}
+        self.stats._add(rows=len(batch[self.required[0]]), **clamped)
         return {key: values[0] for key, values in out.items()} if single else out
 
     def _transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
