@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from owa.data.episode_tokenizer import EpisodeTokenizer, serialize_screen
-from owa.data.errors import DatasetError, PackingError
+from owa.data.errors import DatasetError, PackingError, VideoNotFoundError
 from owa.data.fsl_dataset import FSLDataset
 from owa.data.messages import MediaRef, ScreenCaptured
 
@@ -328,7 +328,7 @@ def test_missing_video_raises_or_is_skipped_and_counted(tmp_path) -> None:
         FSLDataset(ds, pad_token_id=0, max_sequence_length=8, log_every=None).prepare()[0]
     skipping = FSLDataset(ds, pad_token_id=0, max_sequence_length=8, on_image_error="skip", log_every=None).prepare()
     assert skipping[0]["images"] == [None, None]  # still one entry per image
-    assert skipping.image_stats.skipped == 2
+    assert skipping.image_stats.images_skipped == 2
 
 
 def test_bench_fsl_quick_runs() -> None:
@@ -482,10 +482,30 @@ def test_stage_one_output_of_every_recording_end_to_end(recordings_dir, caplog: 
     screens = sum(len(row) for row in train["images"])
     assert len(images) == screens
     missing = [image for _, image in images if image is None]
-    assert fsl.image_stats.skipped == len(missing) > 0  # ztype-no-video's frames, counted
+    assert fsl.image_stats.images_skipped == len(missing) > 0  # ztype-no-video's frames, counted
     assert fsl.image_stats.errors == {"VideoNotFoundError": len(missing)}
     assert "example.mkv" in fsl.image_stats.last_error
     assert all(image.mode == "RGB" for _, image in images if image is not None)
+
+    # DataLoader workers count into the same stats.
+    from torch.utils.data import DataLoader
+
+    in_workers = FSLDataset(
+        train, pad_token_id=tokenizer.pad_token_id, max_sequence_length=256, on_image_error="skip", log_every=None
+    ).prepare()
+    for _ in DataLoader(in_workers, batch_size=4, num_workers=2, collate_fn=list):
+        pass
+    assert in_workers.image_stats.images_skipped == len(missing)
+    assert in_workers.image_stats.images_decoded == screens - len(missing)
+
+    # In raise mode the error names the sample, the event row and the episode.
+    raising = FSLDataset(train, pad_token_id=tokenizer.pad_token_id, max_sequence_length=256, log_every=None).prepare()
+    bad_sample = next(i for i, sample in enumerate(samples) if any(image is None for image in sample["images"]))
+    with pytest.raises(VideoNotFoundError) as info:
+        raising[bad_sample]
+    context = info.value.context
+    assert context["sample"] == bad_sample and context["episode"].endswith("ztype-no-video.mcap")
+    assert train[info.value.row]["episode_path"] == context["episode"] and "example.mkv" in str(info.value)
 
 
 def test_missing_values_are_named() -> None:

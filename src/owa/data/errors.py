@@ -67,6 +67,22 @@ class OWADataError(Exception):
         ]
         return f"{self.reason} ({', '.join(parts)})" if parts else self.reason
 
+    def with_context(self, **fields: Any) -> OWADataError:
+        """A copy of this error (same type, same message) that also carries ``fields``.
+
+        Fields that are None are ignored; what the error already names (file, topic, timestamp, row or
+        other context) wins over ``fields``. Raise it ``from`` the original to keep the chain.
+        """
+        fields = {k: v for k, v in fields.items() if v is not None}
+        base = {"path": self.path, "topic": self.topic, "timestamp_ns": self.timestamp_ns, "row": self.row}
+        for name, value in base.items():
+            if value is None and name in fields:
+                base[name] = fields[name]
+            fields.pop(name, None)
+        copy = type(self).__new__(type(self))
+        OWADataError.__init__(copy, self.reason, **base, **{**fields, **self.context})
+        return copy
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep context across pickling, e.g. when raised inside a DataLoader or multiprocessing worker.
         kwargs = {"path": self.path, "topic": self.topic, "timestamp_ns": self.timestamp_ns, "row": self.row}

@@ -39,9 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from owa.data.episode_tokenizer import deserialize_screen
-from owa.data.errors import DatasetError, PackingError
-from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy
+from owa.data.errors import DatasetError, OWADataError, PackingError
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
 from owa.data.packing import PackingPlan, plan_packing
+from owa.data.transforms import TransformStats
 
 if TYPE_CHECKING:
     import datasets
@@ -156,7 +157,8 @@ class FSLDataset:
         media_policy: which media URIs frames may be read from.
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
             the image's place (keeping one entry per image) and counts it in :attr:`image_stats`
-            (a :class:`owa.data.frames.DecodeStats`, per process).
+            (a :class:`owa.data.transforms.TransformStats`: ``images_decoded``, ``images_skipped``, ``errors``,
+            ``last_error``, summed over DataLoader workers). Raised errors name the sample, event row and episode.
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
@@ -197,7 +199,8 @@ class FSLDataset:
         self.log_every = log_every or None
         self.media_policy = media_policy
         self.on_image_error = on_image_error
-        self.image_stats: Any = None  # owa.data.frames.DecodeStats once images were decoded with "skip"
+        # Shared memory, created here so that DataLoader workers (fork or spawn) add to what this process reads.
+        self.image_stats = TransformStats()
         self._plan: PackingPlan | None = None
         self._throughput: _Throughput | None = None
 
@@ -264,6 +267,7 @@ class FSLDataset:
         self._tokens = _ChunkedBuffer([c.flatten() for c in token_ids.chunks], to_numpy=True)
         self._images = _ChunkedBuffer([c.flatten() for c in images.chunks], to_numpy=False)
         self._image_offsets = image_offsets
+        self._episode_paths = episodes  # read only to name the episode in errors
         self._episode_start = starts
         self._plan = plan
         if self.log_every and _is_rank_zero():
@@ -311,11 +315,14 @@ class FSLDataset:
         n = len(plan)
         samples: list[FSLSample] = []
         refs: list[str] = []
+        owners: list[tuple[int, int]] = []  # (sample, image within it) of each ref, to name it in errors
         for index in indices:
             if not -n <= index < n:
                 raise IndexError(f"FSLDataset index {index} out of range for {n} samples")
+            before = len(refs)
             samples.append(self._build(int(index) % n, refs))
-        images = self._resolve_images(refs)
+            owners.extend((int(index) % n, j) for j in range(len(refs) - before))
+        images = self._resolve_images(refs, owners)
         position = 0
         rgb_bytes = 0
         for sample in samples:
@@ -360,22 +367,49 @@ class FSLDataset:
                 sample["position_ids"] = position_ids
         return sample
 
-    def _resolve_images(self, refs: list[str]) -> list[Any]:
+    def _resolve_images(self, refs: list[str], owners: list[tuple[int, int]]) -> list[Any]:
         screens = [deserialize_screen(ref) for ref in refs]
         if not self.load_images or not screens:
             return screens
         from PIL import Image
 
-        from owa.data.frames import decode_screens
+        from owa.data.frames import DecodeStats, decode_screens
 
         _enable_pillow_block_cache()
-
-        if self.on_image_error == "skip" and self.image_stats is None:
-            from owa.data.frames import DecodeStats
-
-            self.image_stats = DecodeStats()
-        frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=self.image_stats)
+        stats = DecodeStats()
+        try:
+            frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=stats)
+        except OWADataError as e:
+            raise self._locate(e, screens, owners) from e
+        finally:
+            self.image_stats._add(
+                images_decoded=stats.decoded,
+                images_skipped=stats.skipped,
+                error_counts=stats.errors,
+                last_error=stats.last_error,
+            )
         return [None if frame is None else Image.fromarray(frame) for frame in frames]
+
+    def _locate(
+        self, error: OWADataError, screens: list[ScreenCaptured], owners: list[tuple[int, int]]
+    ) -> OWADataError:
+        """The error, naming the sample, the event row and the episode of the frame that failed."""
+        failing = 0
+        for i, screen in enumerate(screens):
+            media = screen.media_ref
+            if (
+                media is not None
+                and error.path is not None
+                and error.context.get("pts_ns") == media.pts_ns
+                and os.path.basename(error.path) == os.path.basename(media.uri)
+            ):
+                failing = i
+                break
+        sample, within = owners[failing]
+        first_event, _ = self.plan.event_range(sample)
+        image = int(self._image_offsets[first_event]) + within
+        row = int(np.searchsorted(self._image_offsets, image, side="right")) - 1
+        return error.with_context(sample=sample, row=row, episode=self._episode_paths[row].as_py())
 
     def take(self, n: int) -> _SampleView:
         """The first ``min(n, len(self))`` samples as a lazy, sized view (iterate it, ``len()`` it, index it)."""

@@ -524,14 +524,6 @@ def _public(context: dict[str, Any]) -> dict[str, Any]:
 
 def _add_context(error: OWADataError, **fields: Any) -> OWADataError:
     """A copy of ``error`` (same type) that also names the row; context it already has wins."""
-    fields = {k: v for k, v in fields.items() if v is not None}
-    timestamp_ns = error.timestamp_ns if error.timestamp_ns is not None else fields.pop("timestamp_ns", None)
-    fields.pop("timestamp_ns", None)
-    if error.path is not None and "episode" in fields and fields["episode"] == error.path:
-        fields.pop("episode")  # the file named already is the episode (an encoding error)
-    context = {**fields, **error.context}
-    copy = type(error).__new__(type(error))
-    OWADataError.__init__(
-        copy, error.reason, path=error.path, topic=error.topic, timestamp_ns=timestamp_ns, row=error.row, **context
-    )
-    return copy
+    if error.path is not None and fields.get("episode") == error.path:
+        fields = {k: v for k, v in fields.items() if k != "episode"}  # the file named already is the episode
+    return error.with_context(**fields)
