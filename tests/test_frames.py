@@ -806,3 +806,14 @@ def test_benchmark_quick_mode_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(result) >= {"a", "b", "c", "d", "c_vs_a", "c_vs_b", "d_vs_a"}
     assert all(value > 0 for value in result.values())
     assert "images/s" in capsys.readouterr().out
+
+
+def test_threads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from owa.data.frames import THREADS_ENV_VAR, FrameEngine
+
+    monkeypatch.setenv(THREADS_ENV_VAR, "1")
+    assert FrameEngine().threads == 1
+    assert FrameEngine(threads=3).threads == 3
+    monkeypatch.setenv(THREADS_ENV_VAR, "many")
+    with pytest.raises(ValueError, match=THREADS_ENV_VAR):
+        FrameEngine()

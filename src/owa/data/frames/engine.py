@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_SEEK_GAP_FRAMES",
     "DEFAULT_TOLERANCE_NS",
     "DEVICE_ENV_VAR",
+    "THREADS_ENV_VAR",
     "BackendName",
     "DecodeStats",
     "DecoderClosedError",
@@ -85,6 +86,8 @@ DEFAULT_MAX_OPEN_DECODERS = 8
 #: torchcodec device ("auto", "cpu", "cuda", "cuda:N").
 BACKEND_ENV_VAR = "OWA_FRAMES_BACKEND"
 DEVICE_ENV_VAR = "OWA_FRAMES_DEVICE"
+#: Decoder threads per video for the process engine (0: FFmpeg's choice); 1 suits many DataLoader workers.
+THREADS_ENV_VAR = "OWA_FRAMES_THREADS"
 
 BackendName = Literal["auto", "pyav", "torchcodec"]
 OnError = Literal["raise", "skip"]
@@ -312,7 +315,8 @@ class FrameEngine:
             None reads ``OWA_FRAMES_DEVICE``.
         max_open_decoders: size of the LRU of open decoders.
         tolerance_ns: how far before the first frame / after the end of a stream a request may lie.
-        threads: decoder threads per video (0: FFmpeg's automatic choice).
+        threads: decoder threads per video (0: FFmpeg's automatic choice); None reads ``OWA_FRAMES_THREADS``
+            (default 0). The variable reaches DataLoader workers however they start (fork or spawn).
         seek_gap_frames: see :func:`plan_seeks`.
 
     Raises:
@@ -326,11 +330,19 @@ class FrameEngine:
         device: str | None = None,
         max_open_decoders: int = DEFAULT_MAX_OPEN_DECODERS,
         tolerance_ns: int = DEFAULT_TOLERANCE_NS,
-        threads: int = 0,
+        threads: int | None = None,
         seek_gap_frames: int = DEFAULT_SEEK_GAP_FRAMES,
     ) -> None:
         if tolerance_ns < 0:
             raise ValueError(f"Invalid tolerance_ns ({tolerance_ns}). It must be >= 0.")
+        if threads is None:
+            value = os.environ.get(THREADS_ENV_VAR, "").strip() or "0"
+            try:
+                threads = int(value)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid {THREADS_ENV_VAR} ({value!r}). Use 0 for automatic or a positive count."
+                ) from None
         if threads < 0:
             raise ValueError(f"Invalid threads ({threads}). Use 0 for automatic or a positive count.")
         if seek_gap_frames < 0:
