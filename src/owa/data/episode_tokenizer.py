@@ -161,6 +161,7 @@ class EpisodeTokenizer:
         self._open_to_id: dict[str, int] = {}  # "<TOKEN" (no closing bracket) -> id, for the batch lookup
         self._id_to_token: dict[int, str] = {}
         self._lookup_is_exact = False
+        self._vocabulary_digest: tuple[Any, str] | None = None
 
     @classmethod
     def from_config(cls, config: EpisodeTokenizerConfig) -> EpisodeTokenizer:
@@ -412,13 +413,16 @@ class EpisodeTokenizer:
     def _fingerprint(self, dataset: datasets.Dataset, root: str) -> str:
         """Identifies the result for ``datasets``' cache: input, settings, episode root and the exact vocabulary."""
         tokenizer = self.tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+        if self._vocabulary_digest is None or self._vocabulary_digest[0] is not tokenizer:
+            # Serializing a large vocabulary takes a quarter second: once per tokenizer object.
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+            self._vocabulary_digest = (tokenizer, hashlib.sha256(vocabulary.encode()).hexdigest())
         digest = hashlib.sha256()
         for part in (
             getattr(dataset, "_fingerprint", None),
             root,
-            hashlib.sha256(vocabulary.encode()).hexdigest(),
+            self._vocabulary_digest[1],
             dataclasses.asdict(self.config),
             repr(self.encoder.config),
             type(tokenizer).__name__,
