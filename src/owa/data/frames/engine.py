@@ -511,7 +511,7 @@ class FrameEngine:
         except MediaError as e:
             if pts_ns is None or e.context.get("pts_ns") is not None:
                 raise
-            raise _with_context(e, pts_ns=pts_ns) from e
+            raise e.with_context(pts_ns=pts_ns) from e
 
     def _open(self, location: str) -> FrameDecoder:
         is_remote = _is_remote(location)
@@ -550,14 +550,6 @@ class FrameEngine:
             )
         self._indexes.put(index_key, decoder.index)
         return decoder
-
-
-def _with_context(error: OWADataError, **extra: object) -> OWADataError:
-    """A copy of ``error`` (same type) with more context fields."""
-    context = {**error.context, **extra}
-    return type(error)(
-        error.reason, path=error.path, topic=error.topic, timestamp_ns=error.timestamp_ns, row=error.row, **context
-    )
 
 
 def _is_remote(location: str) -> bool:
