@@ -16,10 +16,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import orjson
-from pydantic import ValidationError
 
-from owa.data.errors import EncodingError
-from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured
+from owa.data.errors import EncodingError, MessageValidationError
+from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured, decode_payload
 
 __all__ = [
     "EVENT_END",
@@ -222,14 +221,12 @@ class EventEncoder(abc.ABC):
     @staticmethod
     def _parse_screen(payload: bytes | str, source_path: str | None, topic: str, timestamp_ns: int) -> ScreenCaptured:
         try:
-            screen = ScreenCaptured.model_validate_json(payload)
-        except ValidationError as e:
-            raise EncodingError(
-                f"Invalid desktop/ScreenCaptured payload: {e.errors(include_url=False)}",
-                path=source_path,
-                topic=topic,
-                timestamp_ns=timestamp_ns,
-            ) from e
+            screen = decode_payload(
+                ScreenCaptured.message_type, payload, path=source_path, topic=topic, timestamp_ns=timestamp_ns
+            )
+        except MessageValidationError as e:
+            raise EncodingError(e.reason, path=source_path, topic=topic, timestamp_ns=timestamp_ns) from e
+        assert isinstance(screen, ScreenCaptured)
         if source_path is not None:
             screen._base_dir = os.path.dirname(os.path.abspath(source_path))
         return screen
