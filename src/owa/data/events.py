@@ -88,15 +88,8 @@ def event_features():  # -> datasets.Features; imported lazily, datasets is slow
     return Features.from_dict(EVENT_FEATURES_DICT)
 
 
-_ARROW_SCHEMA = pa.schema(
-    [
-        ("episode_path", pa.string()),
-        ("topic", pa.string()),
-        ("timestamp_ns", pa.int64()),
-        ("message_type", pa.string()),
-        ("mcap_message", pa.binary()),
-    ]
-)
+_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "binary": pa.binary()}
+_ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[spec["dtype"]]) for name, spec in EVENT_FEATURES_DICT.items()])
 
 
 @dataclasses.dataclass(frozen=True)
