@@ -13,7 +13,6 @@ settings.load_profile("owa-data")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECORDINGS_DIR = REPO_ROOT.parent / "shared" / "recordings"
-VERSIONED_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1"]
 
 
 @pytest.fixture(scope="session")
