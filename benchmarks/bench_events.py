@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_events            # 1,200 small episodes; a couple of minutes
     .venv/bin/python -m benchmarks.bench_events --quick    # tiny smoke run
 
-* **Corpus**: ``--episodes`` synthetic 5 s episodes from the sample generator (no video: stage 1 never
+* **Corpus**: ``--episodes`` synthetic 5 s episodes (``owa.data.recordings.synthetic``) (no video: stage 1 never
   decodes frames), cached under ``bench-output/`` so reruns skip generation.
 * **Baseline**: one process iterating ``mcap.reader.make_reader(f).iter_messages()`` over every file,
   nothing else done with the messages.
@@ -33,7 +33,7 @@ UPSTREAM_MSGS_PER_S = 29_000
 
 
 def make_corpus(root: Path, episodes: int, seconds: float) -> Path:
-    from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
     corpus = root / f"corpus-{episodes}x{seconds:g}s"
     done = corpus / ".complete"

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_frames            # about a minute on 2 cores
     .venv/bin/python -m benchmarks.bench_frames --quick    # tiny smoke run
 
-The video comes from the sample generator (:mod:`owa.data.recordings.sample`): 1280x720 HEVC in
+The video comes from the synthetic-episode generator (:mod:`owa.data.recordings.synthetic`): 1280x720 HEVC in
 Matroska, 25 s at a constant 20 fps (500 frames; ``--vfr`` encodes a frame only when the synthetic
 screen changed, as the recorder does, which gives fewer frames), a keyframe every 2 s, no B-frames,
 as the recorder's streams. Every frame is requested once, and each decoded frame is handed to a sink
@@ -43,7 +43,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from owa.data.frames import FrameEngine
-from owa.data.recordings.sample import SampleConfig, read_frame_marker, write_sample_episode
+from owa.data.recordings.synthetic import SampleConfig, read_frame_marker, write_sample_episode
 
 GOALS = {"c_vs_a": 10.0, "c_vs_b": 0.8, "d_vs_a": 2.5}
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_fsl            # about a minute or two on 2 cores
     .venv/bin/python -m benchmarks.bench_fsl --quick    # tiny smoke run
 
-Data: seeded sample episodes (``owa.data.recordings.sample``) read into an Event Dataset, tokenized with
+Data: seeded sample episodes (``owa.data.recordings.synthetic``) read into an Event Dataset, tokenized with
 ``EpisodeTokenizer(image_token="<image>")`` (64 image tokens per frame) and packed by ``FSLDataset`` into
 1,024-token samples. The tokenizer is the small test BPE: FSLDataset never runs the tokenizer, it only reads ids.
 
@@ -46,7 +46,7 @@ def tokenized_corpus(folder: Path, n_episodes: int, seconds: float, *, video: bo
     from tests.tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
-    from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
     config = SampleConfig(seconds=seconds, video=video, width=width, height=height, keyframe_interval_s=2.0, seed=6)
     episodes = write_sample_corpus(folder, n_episodes, config, workers=2 if video and n_episodes > 1 else 1)

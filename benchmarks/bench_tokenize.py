@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_tokenize            # about a minute on 2 cores
     .venv/bin/python -m benchmarks.bench_tokenize --quick    # tiny smoke run
 
-Corpus: seeded sample episodes (``owa.data.recordings.sample``, no video needed), their keyboard, mouse and screen
+Corpus: seeded sample episodes (``owa.data.recordings.synthetic``, no video needed), their keyboard, mouse and screen
 messages read with the bare ``mcap`` package into an Event Dataset. Tokenizer: the real Qwen2.5 vocabulary
 (``tests/tokenizer_fixtures.py``), image token ``<image>`` repeated 64 times, as in the spec's Quick Start.
 
@@ -35,7 +35,7 @@ def build_events(folder: Path, n_episodes: int, seconds: float):
     import datasets
     from tests.tokenizer_fixtures import event_dataset_from_mcap
 
-    from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
     episodes = write_sample_corpus(folder, n_episodes, SampleConfig(seconds=seconds, video=False, seed=6))
     return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes])

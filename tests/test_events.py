@@ -25,7 +25,7 @@ from owa.data.events import (
     parse_rates,
 )
 from owa.data.messages import McapMessage
-from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 from spec_schemas import EVENT_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]

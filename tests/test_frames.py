@@ -51,7 +51,7 @@ from owa.data.frames import (
 )
 from owa.data.frames import engine as engine_module
 from owa.data.messages import MediaPolicy, MediaRef, ScreenCaptured
-from owa.data.recordings.sample import SampleConfig, read_frame_marker, render_frame_marker, write_sample_episode
+from owa.data.recordings.synthetic import SampleConfig, read_frame_marker, render_frame_marker, write_sample_episode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSIONED_RECORDINGS = ["0.3.2", "0.4.2", "0.5.1"]

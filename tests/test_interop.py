@@ -14,7 +14,7 @@ from mcap_owa.highlevel import OWAMcapReader as UpstreamReader
 
 from owa.data import McapMessage
 from owa.data.messages import dump_mcap_message_json
-from owa.data.recordings.sample import SampleConfig, SampleEpisode, write_sample_episode
+from owa.data.recordings.synthetic import SampleConfig, SampleEpisode, write_sample_episode
 
 
 @pytest.fixture(scope="module")

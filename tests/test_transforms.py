@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -204,8 +205,10 @@ def test_relative_episode_paths(
     dataset.set_transform(create_event_dataset_transform(episode_root=recordings_dir))
     assert isinstance(dataset[0]["image"], Image.Image)
     dataset.set_transform(create_event_dataset_transform(load_images=False))
-    monkeypatch.chdir(recordings_dir)  # default root: the current directory
-    assert dataset[0]["image"].resolve_media().location == str(recordings_dir / "0.5.1.mkv")
+    monkeypatch.chdir(recordings_dir)  # default root: the current directory, as os.getcwd() names it
+    location = dataset[0]["image"].resolve_media().location
+    assert location == os.path.join(os.getcwd(), "0.5.1.mkv")
+    assert os.path.samefile(location, recordings_dir / "0.5.1.mkv")
     assert resolve_episode_path("/abs/ep.mcap", "/elsewhere") == "/abs/ep.mcap"
     assert resolve_episode_path("a/../b/ep.mcap", "/root") == "/root/b/ep.mcap"
 

@@ -756,7 +756,7 @@ def build_binned_dataset(
 
     from owa.data.outputs import atomic_output_dir, save_dataset
 
-    output = Path(output_dir).absolute()
+    output = Path(os.path.abspath(output_dir))
     resolved = output.resolve()
     if any(file == resolved or resolved in file.parents for file in _input_files(event_dataset)):
         raise DatasetError("Output folder holds the input dataset; write the binned dataset elsewhere", path=output)

@@ -77,10 +77,10 @@ def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: 
     from owa.data.errors import OutputExistsError
     from owa.data.events import EventDatasetConfig, build_event_dataset
     from owa.data.fsl_dataset import FSLDataset
-    from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
     from owa.data.transforms import create_binned_dataset_transform, create_event_dataset_transform
 
-    out = Path(output_dir).absolute()
+    out = Path(os.path.abspath(output_dir))
     if out.exists():
         raise OutputExistsError("Demo output folder already exists; remove it or pick another", path=out)
     result = DemoResult(out)

@@ -370,7 +370,7 @@ def discover_recordings(root: str | os.PathLike[str]) -> list[Path]:
     root_path = Path(root)
     if not root_path.is_dir():
         raise DatasetError("Recordings folder does not exist or is not a folder", path=root_path)
-    return sorted(p.absolute() for p in root_path.rglob("*.mcap") if p.is_file())
+    return sorted(Path(os.path.abspath(p)) for p in root_path.rglob("*.mcap") if p.is_file())
 
 
 def _split_files(config: EventDatasetConfig) -> dict[str, list[Path]]:

@@ -27,7 +27,7 @@ def atomic_output_dir(output_dir: str | os.PathLike[str], *, overwrite: bool = F
     Raises:
         OutputExistsError: ``output_dir`` exists and ``overwrite`` is False (checked before any work).
     """
-    output = Path(output_dir).absolute()
+    output = Path(os.path.abspath(output_dir))
     if output.exists() and not overwrite:
         raise OutputExistsError(
             "Output folder already exists; pass overwrite=True (--overwrite) to replace it", path=output

@@ -58,13 +58,13 @@ def resolve_episode_path(episode_path: str, episode_root: str | os.PathLike[str]
     """The recording a dataset row names, as a path to open.
 
     Absolute paths are kept; relative ones resolve against ``episode_root`` (default: the current
-    directory, read at call time). Relative media URIs inside the recording then resolve against this
-    path's folder.
+    directory, read at call time) into an absolute path whose symlinks are kept, not resolved
+    (``os.path.abspath``). Relative media URIs inside the recording then resolve against this path's folder.
     """
     if os.path.isabs(episode_path):
         return episode_path
     root = os.getcwd() if episode_root is None else os.fspath(episode_root)
-    return os.path.normpath(os.path.join(root, episode_path))
+    return os.path.abspath(os.path.join(root, episode_path))
 
 
 # ------------------------------------------------------------------------------------------------ stats

@@ -1,1 +1,1 @@
-"""OWAMcap in and out: the version-normalizing reader, the writer and the seeded sample generator."""
+"""OWAMcap in and out: the version-normalizing reader, the writer and the seeded synthetic-episode generator."""

@@ -1,4 +1,4 @@
-"""The seeded sample generator: realistic events, a real VFR video with readable frame markers, determinism."""
+"""Synthetic episodes: realistic events, a real VFR video with readable frame markers, determinism."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from owa.data.cli import app
 from owa.data.errors import MediaError
 from owa.data.messages import decode_payload
-from owa.data.recordings.sample import (
+from owa.data.recordings.synthetic import (
     MARKER_BITS,
     SampleConfig,
     SampleEpisode,
@@ -418,3 +418,12 @@ def test_cli_invalid_values_get_one_line(tmp_path: Path, flags: list[str], messa
     assert result.exit_code == 2
     assert result.output.strip() == message
     assert not (tmp_path / "x").exists()
+
+
+def test_old_import_path_names_the_same_objects() -> None:
+    import owa.data.recordings.sample as compat
+    import owa.data.recordings.synthetic as synthetic
+
+    assert set(compat.__all__) <= set(synthetic.__all__)
+    for name in compat.__all__:
+        assert getattr(compat, name) is getattr(synthetic, name), name
