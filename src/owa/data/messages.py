@@ -1,8 +1,9 @@
-"""Typed OWAMcap messages, the :class:`McapMessage` envelope and the media URI policy.
+"""Typed OWAMcap messages and the :class:`McapMessage` envelope.
 
 Payloads are UTF-8 JSON in every recorder version. :mod:`owa.data.recordings.versions` rewrites old
 forms to the current field names before anything here sees them, so these models only describe the
-current form.
+current form. The media URI policy (:class:`MediaPolicy`) lives in :mod:`owa.data.media` and is
+re-exported here.
 
 The JSON layout of :class:`McapMessage` is the one upstream ``mcap_owa`` uses, with the payload kept as
 a JSON *string*::
@@ -13,18 +14,14 @@ a JSON *string*::
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import unquote, urlparse
 
 import orjson
 from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, ValidationError
 
-from owa.data.errors import MessageValidationError, UnsafeMediaURIError
+from owa.data.errors import MessageValidationError
+from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy, ResolvedMedia  # re-exported: the old import path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,100 +119,8 @@ class MouseState(OWAMessage):
 
 
 # --------------------------------------------------------------------------------------------------
-# Media references and the URI policy
+# Media references (the URI policy lives in owa.data.media)
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MediaPolicy:
-    """Which media URIs may be opened.
-
-    By default only relative paths that stay inside the recording's folder are allowed. Absolute
-    paths (and ``file://``), remote ``http(s)://`` URLs and inline ``data:`` URIs need an explicit
-    opt-in; ``data:`` payloads are capped at ``max_data_uri_bytes`` decoded bytes.
-    """
-
-    allow_absolute: bool = False
-    allow_remote: bool = False
-    allow_data: bool = False
-    max_data_uri_bytes: int = 16 * 1024 * 1024
-
-    def resolve(self, uri: str, base_dir: str | os.PathLike[str] | None) -> ResolvedMedia:
-        """Resolve ``uri`` against ``base_dir`` (the recording's folder; the current directory if None).
-
-        Raises:
-            UnsafeMediaURIError: the URI is not allowed by this policy, or is malformed.
-        """
-        if not uri:
-            raise UnsafeMediaURIError("Empty media URI")
-        if uri.startswith("data:"):
-            if not self.allow_data:
-                raise UnsafeMediaURIError(
-                    "data: media URIs are disabled; pass MediaPolicy(allow_data=True) to allow them", uri=uri[:64]
-                )
-            return ResolvedMedia(kind="data", location=uri, data=self._decode_data_uri(uri))
-        parsed = urlparse(uri)
-        if parsed.scheme in ("http", "https"):
-            if not self.allow_remote:
-                raise UnsafeMediaURIError(
-                    "Remote media URIs are disabled; pass MediaPolicy(allow_remote=True) to allow them", uri=uri
-                )
-            return ResolvedMedia(kind="remote", location=uri)
-        if parsed.scheme == "file":
-            path = Path(unquote(parsed.path))
-            if not self.allow_absolute:
-                raise UnsafeMediaURIError(
-                    "file:// media URIs are disabled; pass MediaPolicy(allow_absolute=True) to allow them", uri=uri
-                )
-            return ResolvedMedia(kind="file", location=str(path))
-        if len(parsed.scheme) > 1:  # one letter is a Windows drive such as C:
-            raise UnsafeMediaURIError(
-                f"Unsupported media URI scheme {parsed.scheme!r}. "
-                "Supported: relative paths, file://, http(s)://, data:",
-                uri=uri,
-            )
-        path = Path(uri)
-        if path.is_absolute() or len(parsed.scheme) == 1:
-            if not self.allow_absolute:
-                raise UnsafeMediaURIError(
-                    "Absolute media paths are disabled; pass MediaPolicy(allow_absolute=True) to allow them", uri=uri
-                )
-            return ResolvedMedia(kind="file", location=str(path))
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-        resolved = os.path.normpath(base / path)
-        base_norm = os.path.normpath(base)
-        if os.path.commonpath([resolved, base_norm]) != base_norm:
-            raise UnsafeMediaURIError(
-                "Relative media URI escapes the recording's folder; pass MediaPolicy(allow_absolute=True) to allow it",
-                uri=uri,
-                base_dir=str(base),
-            )
-        return ResolvedMedia(kind="file", location=resolved)
-
-    def _decode_data_uri(self, uri: str) -> bytes:
-        header, sep, payload = uri.partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise UnsafeMediaURIError("Only base64 data: URIs are supported (data:<mime>;base64,<payload>)")
-        if len(payload) * 3 // 4 > self.max_data_uri_bytes:
-            raise UnsafeMediaURIError(
-                f"data: URI of about {len(payload) * 3 // 4} bytes exceeds the limit of {self.max_data_uri_bytes} bytes"
-            )
-        try:
-            return base64.b64decode(payload, validate=True)
-        except binascii.Error as e:
-            raise UnsafeMediaURIError(f"Malformed base64 in data: URI: {e}") from e
-
-
-DEFAULT_MEDIA_POLICY = MediaPolicy()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResolvedMedia:
-    """A media location that passed the policy: a local file path, a remote URL or inline bytes."""
-
-    kind: Literal["file", "remote", "data"]
-    location: str
-    data: bytes | None = None
 
 
 class MediaRef(BaseModel):
@@ -227,10 +132,6 @@ class MediaRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     uri: str
     pts_ns: int | None = None
-
-    @property
-    def is_video(self) -> bool:
-        return self.pts_ns is not None
 
 
 class ScreenCaptured(OWAMessage):

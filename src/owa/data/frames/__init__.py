@@ -4,46 +4,21 @@
 >>> stats = DecodeStats()
 >>> frames = decode_screens(screens, on_error="skip", stats=stats)  # doctest: +SKIP
 
-See :mod:`owa.data.frames.engine` for the played-at semantics, the valid time range and how batches
-are decoded; :mod:`owa.data.frames.cache` for decoder lifetime across threads and forks.
+Modules: :mod:`~owa.data.frames.engine` (the engine, played-at semantics and how batches are decoded),
+:mod:`~owa.data.frames.index` (the packet index and seek planning), :mod:`~owa.data.frames.backend`
+(the decoder interface and backend choice), :mod:`~owa.data.frames.cache` (decoder lifetime across
+threads and forks), :mod:`~owa.data.frames.images` (still images).
 """
 
-from owa.data.frames.cache import DecoderCache
-from owa.data.frames.engine import (
-    BACKEND_ENV_VAR,
-    DEFAULT_SEEK_GAP_FRAMES,
-    DEFAULT_TOLERANCE_NS,
-    DEVICE_ENV_VAR,
-    THREADS_ENV_VAR,
-    DecodeStats,
-    FrameDecoder,
-    FrameEngine,
-    VideoIndex,
-    decode_image,
-    decode_screen,
-    decode_screens,
-    get_engine,
-    plan_seeks,
-    resolve_backend,
-    set_engine,
-)
+from owa.data.frames.engine import DecodeStats, FrameEngine, decode_screen, decode_screens, get_engine, set_engine
+from owa.data.frames.images import decode_image
 
 __all__ = [
-    "BACKEND_ENV_VAR",
-    "DEFAULT_SEEK_GAP_FRAMES",
-    "DEFAULT_TOLERANCE_NS",
-    "DEVICE_ENV_VAR",
-    "THREADS_ENV_VAR",
     "DecodeStats",
-    "DecoderCache",
-    "FrameDecoder",
     "FrameEngine",
-    "VideoIndex",
     "decode_image",
     "decode_screen",
     "decode_screens",
     "get_engine",
-    "plan_seeks",
-    "resolve_backend",
     "set_engine",
 ]

@@ -21,7 +21,8 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
-from owa.data.frames.engine import DEFAULT_SEEK_GAP_FRAMES, DecoderClosedError, VideoIndex, plan_seeks
+from owa.data.frames.backend import DecoderClosedError
+from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, VideoIndex, plan_seeks, ticks_to_ns
 
 __all__ = ["PyAVDecoder", "build_index", "open_container", "read_index"]
 
@@ -102,13 +103,12 @@ def build_index(
     unique_pts, first = np.unique(pts, return_index=True)
     unique_keys = np.logical_or.reduceat(keys, first)
     index_end_ticks = int(last_end if last_end is not None else unique_pts[-1])
-    num, den = time_base.numerator, time_base.denominator
-    end_ns = (index_end_ticks * num * 1_000_000_000 + den // 2) // den
+    end_ns = ticks_to_ns(index_end_ticks, time_base)
     if container.duration is not None and container.duration > 0:  # microseconds, from time zero
         end_ns = max(end_ns, container.duration * 1000)
     if stream.duration is not None and stream.duration > 0:
         start = stream.start_time or 0
-        end_ns = max(end_ns, ((start + stream.duration) * num * 1_000_000_000 + den // 2) // den)
+        end_ns = max(end_ns, ticks_to_ns(start + stream.duration, time_base))
     return VideoIndex(
         location=location,
         time_base=time_base,
@@ -218,13 +218,13 @@ def read_index(location: str) -> VideoIndex:
 
 
 class PyAVDecoder:
-    """An open video decoded with PyAV. Thread-safe; implements :class:`~owa.data.frames.engine.FrameDecoder`.
+    """An open video decoded with PyAV. Thread-safe; implements :class:`~owa.data.frames.backend.FrameDecoder`.
 
     Args:
         location: local path or URL.
         index: a packet index built earlier for this file (skips re-reading the packets).
         threads: codec threads (0: FFmpeg's automatic choice).
-        seek_gap_frames: see :func:`~owa.data.frames.engine.plan_seeks`.
+        seek_gap_frames: see :func:`~owa.data.frames.index.plan_seeks`.
 
     Raises:
         VideoNotFoundError, FrameDecodeError: see :func:`open_container`.

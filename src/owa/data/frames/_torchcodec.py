@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from owa.data.errors import FrameDecodeError, VideoNotFoundError
-from owa.data.frames.engine import DecoderClosedError, VideoIndex
+from owa.data.frames.backend import DecoderClosedError
+from owa.data.frames.index import VideoIndex
 
 __all__ = ["TorchCodecDecoder", "resolve_device"]
 
@@ -38,7 +39,7 @@ def resolve_device(device: str) -> str:
 
 
 class TorchCodecDecoder:
-    """An open video decoded with torchcodec. Thread-safe; implements :class:`~owa.data.frames.engine.FrameDecoder`.
+    """An open video decoded with torchcodec. Thread-safe; implements :class:`~owa.data.frames.backend.FrameDecoder`.
 
     Raises:
         ImportError: torchcodec is not installed (names the install command).
@@ -70,8 +71,7 @@ class TorchCodecDecoder:
             raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
         except (RuntimeError, ValueError) as e:
             raise FrameDecodeError(f"torchcodec cannot open the video: {e}", path=location) from e
-        num, den = index.time_base.numerator, index.time_base.denominator
-        self._seconds_per_tick = num / den
+        self._seconds_per_tick = float(index.time_base)  # torchcodec takes float seconds, not ns
 
     def __repr__(self) -> str:
         return f"TorchCodecDecoder({self.location!r}, device={self.device!r}, frames={self.index.frame_count})"

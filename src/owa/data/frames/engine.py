@@ -12,29 +12,27 @@ the recording stops, which can be seconds after it was written. Requests outside
 :class:`~owa.data.errors.FrameOutOfRangeError`.
 
 How a batch is decoded. Requests are grouped by video and mapped to frame positions through the
-video's packet index (:class:`VideoIndex`, built once per video by demuxing without decoding). Each
-video's distinct positions are decoded in ascending order in one forward pass; the decoder seeks to
-the keyframe before a target only when going backwards or when that keyframe lies more than
-``seek_gap_frames`` frames ahead. The decoder stays open in a per-process LRU
-(:mod:`owa.data.frames.cache`) and keeps its position, so in-order access across calls continues
-without seeking. Results come back in request order.
+video's packet index (:class:`~owa.data.frames.index.VideoIndex`, built once per video by demuxing
+without decoding). Each video's distinct positions are decoded in ascending order in one forward pass;
+the decoder seeks to the keyframe before a target only when going backwards or when that keyframe lies
+more than ``seek_gap_frames`` frames ahead (:func:`~owa.data.frames.index.plan_seeks`). The decoder
+stays open in a per-process LRU (:mod:`owa.data.frames.cache`) and keeps its position, so in-order
+access across calls continues without seeking. Results come back in request order.
 
-Backends (PyAV by default, torchcodec when installed) implement the small :class:`FrameDecoder`
-interface and can be replaced without touching this module's callers.
+Backends (PyAV by default, torchcodec when installed) implement the small
+:class:`~owa.data.frames.backend.FrameDecoder` interface and can be replaced without touching this
+module's callers. The process-wide engine (:func:`get_engine`) is configured from the environment by
+:meth:`FrameEngine.from_env`, the only place that reads ``OWA_FRAMES_*`` variables.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import importlib.util
-import io
 import logging
 import os
 import threading
 from collections.abc import Sequence
-from fractions import Fraction
-from typing import TYPE_CHECKING, Literal, Protocol, cast, get_args, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args, overload
 
 import numpy as np
 
@@ -45,230 +43,39 @@ from owa.data.errors import (
     OWADataError,
     VideoNotFoundError,
 )
+from owa.data.frames.backend import BackendName, DecoderClosedError, FrameDecoder, resolve_backend
 from owa.data.frames.cache import BoundedLRU, DecoderCache
-from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ResolvedMedia
+from owa.data.frames.images import decode_image
+from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, DEFAULT_TOLERANCE_NS, VideoIndex
+from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy
 
 if TYPE_CHECKING:
     from owa.data.messages import ScreenCaptured
 
 __all__ = [
     "BACKEND_ENV_VAR",
-    "DEFAULT_SEEK_GAP_FRAMES",
-    "DEFAULT_TOLERANCE_NS",
     "DEVICE_ENV_VAR",
     "THREADS_ENV_VAR",
-    "BackendName",
     "DecodeStats",
-    "DecoderClosedError",
-    "FrameDecoder",
     "FrameEngine",
     "OnError",
-    "VideoIndex",
-    "decode_image",
     "decode_screen",
     "decode_screens",
     "get_engine",
-    "plan_seeks",
-    "resolve_backend",
     "set_engine",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: How far (ns) a request may lie before the first frame or after the end of the stream and still
-#: get the first / last frame. Absorbs timestamp rounding and recorder clock jitter.
-DEFAULT_TOLERANCE_NS = 100_000_000
-#: Seek forward only when the target's keyframe is more than this many frames past the decoder's
-#: position; closer targets are reached by decoding on, which is cheaper than flushing and seeking.
-DEFAULT_SEEK_GAP_FRAMES = 4
 DEFAULT_MAX_OPEN_DECODERS = 8
 #: Environment variables that set the process engine's backend ("auto", "pyav", "torchcodec") and the
-#: torchcodec device ("auto", "cpu", "cuda", "cuda:N").
+#: torchcodec device ("auto", "cpu", "cuda", "cuda:N"); read only by :meth:`FrameEngine.from_env`.
 BACKEND_ENV_VAR = "OWA_FRAMES_BACKEND"
 DEVICE_ENV_VAR = "OWA_FRAMES_DEVICE"
 #: Decoder threads per video for the process engine (0: FFmpeg's choice); 1 suits many DataLoader workers.
 THREADS_ENV_VAR = "OWA_FRAMES_THREADS"
 
-BackendName = Literal["auto", "pyav", "torchcodec"]
 OnError = Literal["raise", "skip"]
-_NS_PER_S = 1_000_000_000
-
-
-# --------------------------------------------------------------------------------------------------
-# The packet index and the pure planning functions
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class VideoIndex:
-    """Presentation times of every frame of one video stream, from its packets (no decoding).
-
-    Attributes:
-        location: the video's path or URL.
-        time_base: seconds per tick of ``pts``.
-        pts: presentation times in ticks, strictly increasing (int64); position ``i`` is the i-th frame
-            in presentation order.
-        keyframe_positions: positions (into ``pts``) of the keyframes, increasing.
-        end_ns: when the last frame stops being shown, in ns on the video's timeline.
-        stream_index: the container's index of the video stream.
-    """
-
-    location: str
-    time_base: Fraction
-    pts: np.ndarray
-    keyframe_positions: np.ndarray
-    end_ns: int
-    stream_index: int = 0
-
-    def __post_init__(self) -> None:
-        if len(self.pts) == 0:
-            raise FrameDecodeError("Video stream has no frames", path=self.location)
-        # Python ints for bisect: exact and overflow-free whatever the time base.
-        object.__setattr__(self, "_pts_list", self.pts.tolist())
-        object.__setattr__(self, "_key_list", self.keyframe_positions.tolist())
-
-    @property
-    def frame_count(self) -> int:
-        return len(self._pts_list)
-
-    def pts_ns(self, position: int) -> int:
-        """Presentation time of the frame at ``position``, in ns (rounded to nearest)."""
-        return _ticks_to_ns(self._pts_list[position], self.time_base)
-
-    def ticks(self, pts_ns: int) -> int:
-        """``pts_ns`` in ticks of the stream's time base, rounded to nearest (halves up)."""
-        num, den = self.time_base.numerator, self.time_base.denominator
-        scale = num * _NS_PER_S
-        return (pts_ns * den + scale // 2) // scale
-
-    @property
-    def first_pts_ns(self) -> int:
-        return self.pts_ns(0)
-
-    @property
-    def last_pts_ns(self) -> int:
-        return self.pts_ns(self.frame_count - 1)
-
-    def played_at(self, pts_ns: int, tolerance_ns: int = DEFAULT_TOLERANCE_NS) -> int:
-        """Position of the frame on screen at ``pts_ns``: the greatest pts not after it.
-
-        Raises:
-            FrameOutOfRangeError: ``pts_ns`` lies more than ``tolerance_ns`` before the first frame or
-                after ``end_ns``; the message lists the requested and available times.
-        """
-        position = bisect.bisect_right(self._pts_list, self.ticks(pts_ns)) - 1
-        if position < 0:
-            if pts_ns < self.first_pts_ns - tolerance_ns:
-                raise self._out_of_range(pts_ns, tolerance_ns, "before the first frame")
-            return 0
-        if pts_ns > self.end_ns + tolerance_ns:
-            raise self._out_of_range(pts_ns, tolerance_ns, "after the end")
-        return position
-
-    def keyframe_at_or_before(self, position: int) -> int:
-        """Position of the last keyframe at or before ``position`` (0 if the stream starts without one)."""
-        i = bisect.bisect_right(self._key_list, position) - 1
-        return self._key_list[i] if i >= 0 else 0
-
-    def _out_of_range(self, pts_ns: int, tolerance_ns: int, where: str) -> FrameOutOfRangeError:
-        return FrameOutOfRangeError(
-            f"Frame requested at pts_ns={pts_ns} is {where} of the video stream, which has "
-            f"{self.frame_count} frames from pts_ns={self.first_pts_ns} to pts_ns={self.last_pts_ns}, "
-            f"the last shown until {self.end_ns} ns (tolerance {tolerance_ns} ns)",
-            path=self.location,
-            pts_ns=pts_ns,
-            first_pts_ns=self.first_pts_ns,
-            last_pts_ns=self.last_pts_ns,
-            end_ns=self.end_ns,
-            frame_count=self.frame_count,
-        )
-
-
-def _ticks_to_ns(ticks: int, time_base: Fraction) -> int:
-    num, den = time_base.numerator, time_base.denominator
-    return (ticks * num * _NS_PER_S + den // 2) // den
-
-
-def plan_seeks(
-    current: int | None, targets: Sequence[int], keyframes: Sequence[int], seek_gap_frames: int
-) -> list[int | None]:
-    """Decide, for frame positions decoded in the given order, where to seek before each one.
-
-    Args:
-        current: position of the frame the decoder output last, or None when it has no usable position
-            (fresh, after an error or after the end of the stream).
-        targets: frame positions to decode, in decoding order (normally ascending).
-        keyframes: for each target, the position of the keyframe at or before it.
-        seek_gap_frames: seek forward only if the keyframe is more than this many frames past the
-            position reached so far; otherwise keep decoding forward.
-
-    Returns:
-        For each target, the keyframe position to seek to first, or None to continue from the
-        current position (also for a repeat of the frame just decoded).
-    """
-    plan: list[int | None] = []
-    for target, keyframe in zip(targets, keyframes, strict=True):
-        if current is not None and target == current:
-            plan.append(None)
-        elif current is None or target < current or keyframe - current > seek_gap_frames:
-            plan.append(keyframe)
-        else:
-            plan.append(None)
-        current = target
-    return plan
-
-
-# --------------------------------------------------------------------------------------------------
-# The backend interface
-# --------------------------------------------------------------------------------------------------
-
-
-class DecoderClosedError(RuntimeError):
-    """A decoder was used after the cache closed it (another thread evicted it); the engine reopens."""
-
-
-class FrameDecoder(Protocol):
-    """One open video, decoded by one backend. Implementations must be safe to call from threads.
-
-    ``decode`` takes frame positions of ``index`` in ascending order, without repeats, and returns one
-    ``(height, width, 3)`` uint8 RGB array per position. It raises
-    :class:`~owa.data.errors.FrameDecodeError` when decoding fails and :class:`DecoderClosedError` after
-    ``close``; ``close`` waits for a ``decode`` in progress.
-    """
-
-    index: VideoIndex
-
-    def decode(self, positions: Sequence[int]) -> list[np.ndarray]: ...
-
-    def close(self) -> None: ...
-
-
-def _torchcodec_available() -> bool:
-    return importlib.util.find_spec("torchcodec") is not None
-
-
-def resolve_backend(backend: str | None = None) -> Literal["pyav", "torchcodec"]:
-    """Pick the decoding backend.
-
-    ``backend`` (or, when None, the ``OWA_FRAMES_BACKEND`` environment variable, default ``"auto"``) is
-    ``"pyav"``, ``"torchcodec"`` or ``"auto"``: torchcodec when it is importable, else PyAV.
-
-    Raises:
-        ValueError: an unknown backend name.
-        ImportError: ``"torchcodec"`` was asked for explicitly and is not installed.
-    """
-    name = backend if backend is not None else os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or "auto"
-    if name not in get_args(BackendName):
-        source = "backend" if backend is not None else BACKEND_ENV_VAR
-        raise ValueError(f"Invalid {source} ({name!r}). Supported values are 'auto', 'pyav', 'torchcodec'.")
-    if name == "auto":
-        return "torchcodec" if _torchcodec_available() else "pyav"
-    if name == "torchcodec" and not _torchcodec_available():
-        raise ImportError(
-            "The torchcodec frame backend was requested but torchcodec is not installed. "
-            "Install it with: pip install 'owa-data[torchcodec]' (or set OWA_FRAMES_BACKEND=pyav)"
-        )
-    return cast(Literal["pyav", "torchcodec"], name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,34 +114,75 @@ class DecodeStats:
 class FrameEngine:
     """Decodes frames for (video location, ``pts_ns``) requests; one per process is usually enough.
 
+    The constructor ignores the environment; :meth:`from_env` (used by :func:`get_engine`) reads it.
+
     Args:
-        backend: ``"auto"`` (torchcodec if installed, else PyAV), ``"pyav"`` or ``"torchcodec"``; None
-            reads ``OWA_FRAMES_BACKEND``. With ``"auto"``, a torchcodec that fails to load (or to open a
-            video) hands over to PyAV with a logged warning; an explicit ``"torchcodec"`` raises instead.
-        device: torchcodec only: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``;
-            None reads ``OWA_FRAMES_DEVICE``.
+        backend: ``"auto"`` (torchcodec if installed, else PyAV), ``"pyav"`` or ``"torchcodec"``. With
+            ``"auto"``, a torchcodec that fails to load (or to open a video) hands over to PyAV with a
+            logged warning; an explicit ``"torchcodec"`` raises instead.
+        device: torchcodec only: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         max_open_decoders: size of the LRU of open decoders.
         tolerance_ns: how far before the first frame / after the end of a stream a request may lie.
-        threads: decoder threads per video (0: FFmpeg's automatic choice); None reads ``OWA_FRAMES_THREADS``
-            (default 0). The variable reaches DataLoader workers however they start (fork or spawn).
-        seek_gap_frames: see :func:`plan_seeks`.
+        threads: decoder threads per video (0: FFmpeg's automatic choice).
+        seek_gap_frames: see :func:`~owa.data.frames.index.plan_seeks`.
 
     Raises:
-        ValueError, ImportError: see :func:`resolve_backend`.
+        ValueError, ImportError: see :func:`~owa.data.frames.backend.resolve_backend`.
     """
 
     def __init__(
         self,
         *,
-        backend: BackendName | None = None,
-        device: str | None = None,
+        backend: BackendName = "auto",
+        device: str = "auto",
         max_open_decoders: int = DEFAULT_MAX_OPEN_DECODERS,
         tolerance_ns: int = DEFAULT_TOLERANCE_NS,
-        threads: int | None = None,
+        threads: int = 0,
         seek_gap_frames: int = DEFAULT_SEEK_GAP_FRAMES,
     ) -> None:
         if tolerance_ns < 0:
             raise ValueError(f"Invalid tolerance_ns ({tolerance_ns}). It must be >= 0.")
+        if threads < 0:
+            raise ValueError(f"Invalid threads ({threads}). Use 0 for automatic or a positive count.")
+        if seek_gap_frames < 0:
+            raise ValueError(f"Invalid seek_gap_frames ({seek_gap_frames}). It must be >= 0.")
+        self.backend = resolve_backend(backend)
+        # Chosen by "auto", so falling back to PyAV is allowed.
+        self._auto_backend = self.backend == "torchcodec" and backend == "auto"
+        self.device = device
+        self.tolerance_ns = tolerance_ns
+        self.threads = threads
+        self.seek_gap_frames = seek_gap_frames
+        self.decoders: DecoderCache[str, FrameDecoder] = DecoderCache(max_open_decoders)
+        # Indexes are plain arrays: they outlive decoder evictions and stay valid after a fork.
+        self._indexes: BoundedLRU[tuple[object, ...], VideoIndex] = BoundedLRU(256)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        backend: BackendName | None = None,
+        device: str | None = None,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> FrameEngine:
+        """An engine configured from the environment; arguments that are not None win over it.
+
+        ``OWA_FRAMES_BACKEND`` (``auto``, ``pyav``, ``torchcodec``; case and spaces ignored; default
+        ``auto``), ``OWA_FRAMES_DEVICE`` (default ``auto``) and ``OWA_FRAMES_THREADS`` (default 0) give
+        ``backend``, ``device`` and ``threads``. The variables reach DataLoader workers however they start
+        (fork or spawn). Other keyword arguments go to the constructor.
+
+        Raises:
+            ValueError: an invalid variable (named in the message) or argument.
+            ImportError: see :func:`~owa.data.frames.backend.resolve_backend`.
+        """
+        if backend is None:
+            name = os.environ.get(BACKEND_ENV_VAR, "").strip().lower() or "auto"
+            resolve_backend(name, source=BACKEND_ENV_VAR)  # an invalid value is named as the variable
+            backend = cast(BackendName, name)
+        if device is None:
+            device = os.environ.get(DEVICE_ENV_VAR, "").strip() or "auto"
         if threads is None:
             value = os.environ.get(THREADS_ENV_VAR, "").strip() or "0"
             try:
@@ -343,23 +191,7 @@ class FrameEngine:
                 raise ValueError(
                     f"Invalid {THREADS_ENV_VAR} ({value!r}). Use 0 for automatic or a positive count."
                 ) from None
-        if threads < 0:
-            raise ValueError(f"Invalid threads ({threads}). Use 0 for automatic or a positive count.")
-        if seek_gap_frames < 0:
-            raise ValueError(f"Invalid seek_gap_frames ({seek_gap_frames}). It must be >= 0.")
-        self.backend = resolve_backend(backend)
-        # Chosen by "auto" (argument or environment), so falling back to PyAV is allowed.
-        self._auto_backend = self.backend == "torchcodec" and (
-            backend == "auto"
-            or (backend is None and os.environ.get(BACKEND_ENV_VAR, "").strip().lower() in ("", "auto"))
-        )
-        self.device = device if device is not None else (os.environ.get(DEVICE_ENV_VAR, "").strip() or "auto")
-        self.tolerance_ns = tolerance_ns
-        self.threads = threads
-        self.seek_gap_frames = seek_gap_frames
-        self.decoders: DecoderCache[str, FrameDecoder] = DecoderCache(max_open_decoders)
-        # Indexes are plain arrays: they outlive decoder evictions and stay valid after a fork.
-        self._indexes: BoundedLRU[tuple[object, ...], VideoIndex] = BoundedLRU(256)
+        return cls(backend=backend, device=device, threads=threads, **kwargs)
 
     def __repr__(self) -> str:
         return (
@@ -526,16 +358,16 @@ class FrameEngine:
         else:
             index_key = (location,)
         index = self._indexes.get(index_key)
-        from owa.data.frames import _pyav
+        from owa.data.frames._pyav import PyAVDecoder, read_index
 
         decoder: FrameDecoder | None = None
         if self.backend == "torchcodec":
-            from owa.data.frames import _torchcodec
+            from owa.data.frames._torchcodec import TorchCodecDecoder
 
             if index is None:
-                index = _pyav.read_index(location)
+                index = read_index(location)
             try:
-                decoder = _torchcodec.TorchCodecDecoder(location, index, device=self.device, threads=self.threads)
+                decoder = TorchCodecDecoder(location, index, device=self.device, threads=self.threads)
             except (ImportError, FrameDecodeError) as e:
                 if not self._auto_backend:
                     raise
@@ -545,9 +377,7 @@ class FrameEngine:
                 if isinstance(e, ImportError):
                     self.backend = "pyav"
         if decoder is None:
-            decoder = _pyav.PyAVDecoder(
-                location, index=index, threads=self.threads, seek_gap_frames=self.seek_gap_frames
-            )
+            decoder = PyAVDecoder(location, index=index, threads=self.threads, seek_gap_frames=self.seek_gap_frames)
         self._indexes.put(index_key, decoder.index)
         return decoder
 
@@ -589,7 +419,7 @@ _ENGINE_LOCK = threading.Lock()
 
 
 def get_engine() -> FrameEngine:
-    """The process's shared engine, created on first use from ``OWA_FRAMES_BACKEND``/``OWA_FRAMES_DEVICE``.
+    """The process's shared engine, created on first use by :meth:`FrameEngine.from_env` (``OWA_FRAMES_*``).
 
     After a fork (DataLoader workers) the child keeps the engine object but its decoder cache starts
     empty: every process opens its own decoders.
@@ -599,7 +429,7 @@ def get_engine() -> FrameEngine:
     if engine is None:
         with _ENGINE_LOCK:
             if _ENGINE is None:
-                _ENGINE = FrameEngine()
+                _ENGINE = FrameEngine.from_env()
             engine = _ENGINE
     return engine
 
@@ -696,38 +526,3 @@ def decode_screens(
         results[i] = frame
     _merge_and_report(local_stats, stats, len(screens))
     return results
-
-
-def decode_image(media: ResolvedMedia, *, timeout_s: float = 30.0) -> np.ndarray:
-    """Decode a still image (local file, http(s) URL or inline ``data:`` bytes) to ``(H, W, 3)`` uint8 RGB.
-
-    Raises:
-        VideoNotFoundError: the file is missing or cannot be read, or the URL cannot be fetched.
-        FrameDecodeError: the bytes are not an image Pillow can read.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    where = media.location if media.kind != "data" else media.location[:64]
-    if media.kind == "data":
-        assert media.data is not None
-        source: io.BytesIO | str = io.BytesIO(media.data)
-    elif media.kind == "remote":
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(media.location, timeout=timeout_s) as response:
-                source = io.BytesIO(response.read())
-        except (urllib.error.URLError, OSError) as e:
-            raise VideoNotFoundError(f"Image cannot be fetched: {e}", path=where) from e
-    else:
-        source = media.location
-    try:
-        with Image.open(source) as image:
-            return np.array(image.convert("RGB"))
-    except FileNotFoundError as e:
-        raise VideoNotFoundError("Image file not found", path=where) from e
-    except (PermissionError, IsADirectoryError) as e:
-        raise VideoNotFoundError(f"Image file cannot be read: {e}", path=where) from e
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise FrameDecodeError(f"Image cannot be decoded: {e}", path=where) from e
