@@ -34,10 +34,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.encoders.base import EVENT_END, EVENT_START
 from owa.data.errors import DatasetError, EncodingError, MessageValidationError, TokenizerNotPreparedError
 from owa.data.messages import McapMessage, ScreenCaptured
-from owa.data.outputs import quiet_datasets_progress
 
 if TYPE_CHECKING:
     import datasets

@@ -45,9 +45,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from owa.data.atomic import atomic_output_dir
+from owa.data.dataset_io import write_split_metadata
 from owa.data.errors import DatasetError, MessageValidationError, OWADataError, RecordingError
-from owa.data.outputs import atomic_output_dir, write_split_metadata
 from owa.data.recordings.reader import OWAMcapReader
+from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
 
 __all__ = [
     "EVENT_FEATURES_DICT",
@@ -69,27 +71,8 @@ DEFAULT_RATES_HZ: Mapping[str, float] = {"mouse": 60.0, "screen": 20.0}
 DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
 
 
-# The Event Dataset schema as ``datasets.Features.to_dict()`` writes it. Kept as data so that stage 1 and
-# its workers never import ``datasets`` (a second of start-up per process); a test checks it against
-# ``datasets`` itself.
-EVENT_FEATURES_DICT: dict[str, dict[str, str]] = {
-    "episode_path": {"dtype": "string", "_type": "Value"},
-    "topic": {"dtype": "string", "_type": "Value"},
-    "timestamp_ns": {"dtype": "int64", "_type": "Value"},
-    "message_type": {"dtype": "string", "_type": "Value"},
-    "mcap_message": {"dtype": "binary", "_type": "Value"},
-}
-
-
-def event_features():  # -> datasets.Features; imported lazily, datasets is slow to import
-    """The Event Dataset schema as ``datasets.Features``."""
-    from datasets import Features
-
-    return Features.from_dict(EVENT_FEATURES_DICT)
-
-
-_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "binary": pa.binary()}
-_ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[spec["dtype"]]) for name, spec in EVENT_FEATURES_DICT.items()])
+# The schema lives in owa.data.schema (kept as data: stage 1 and its workers never import ``datasets``).
+_ARROW_SCHEMA = arrow_schema(EVENT_FEATURES_DICT)
 
 
 @dataclasses.dataclass(frozen=True)
