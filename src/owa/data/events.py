@@ -48,6 +48,7 @@ import pyarrow as pa
 from owa.data.atomic import atomic_output_dir
 from owa.data.dataset_io import write_split_metadata
 from owa.data.errors import DatasetError, MessageValidationError, OWADataError, RecordingError
+from owa.data.messages import dump_mcap_message_json
 from owa.data.recordings.reader import OWAMcapReader
 from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
 
@@ -253,7 +254,6 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     times: list[int] = []
     types: list[str] = []
     payloads: list[bytes] = []
-    prefixes: dict[tuple[str, str], tuple[bytes, bytes]] = {}
     try:
         with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
@@ -278,10 +278,7 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 topics.append(topic)
                 times.append(timestamp_ns)
                 types.append(message_type)
-                prefix = prefixes.get((topic, message_type))
-                if prefix is None:
-                    prefix = prefixes[(topic, message_type)] = _envelope_parts(topic, message_type)
-                payloads.append(_envelope(prefix, timestamp_ns, data))
+                payloads.append(dump_mcap_message_json(topic, timestamp_ns, message_type, data))
             report = reader.report
             report.bad_messages += result.bad_messages
             if report.damaged or report.bad_messages:
@@ -315,17 +312,6 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         schema=_ARROW_SCHEMA,
     )
     return result
-
-
-def _envelope_parts(topic: str, message_type: str) -> tuple[bytes, bytes]:
-    head = b'{"topic":' + orjson.dumps(topic) + b',"timestamp":'
-    tail = b',"message_type":' + orjson.dumps(message_type) + b"}"
-    return head, tail
-
-
-def _envelope(parts: tuple[bytes, bytes], timestamp_ns: int, data: bytes) -> bytes:
-    """``McapMessage.model_dump_json()`` bytes, built without a model (tested byte-for-byte equal)."""
-    return b"".join((parts[0], str(timestamp_ns).encode(), b',"message":', orjson.dumps(data.decode()), parts[1]))
 
 
 def _describe_damage(report: Any) -> str:
