@@ -15,6 +15,8 @@ The rules, in one place (``docs/binning.md`` has worked examples):
 * **Other topics** (``window``, ``keyboard/state``, ``mouse/state``, ...) are ignored, and counted in the log.
 * **Order.** Episodes come out sorted by path, bins by index. The input is grouped and sorted once
   (stable, by episode then timestamp), so it need not be ordered.
+* **Schema.** :func:`~owa.data.schema.binned_features`; ``numeric_actions`` adds the columns computed in
+  :mod:`owa.data.binning_numeric`.
 
 The work per split is one vectorized pass (numpy/pyarrow) over the event columns, then a streamed write of
 output chunks of whole episodes: time and memory grow linearly with the events.
