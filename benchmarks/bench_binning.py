@@ -129,13 +129,12 @@ def time_ours(input_dir: Path, output_dir: Path) -> tuple[float, float]:
     """Wall and CPU seconds of one end-to-end run: load, bin (10 fps, filter empty), atomic write, reload."""
     import datasets
 
-    from owa.data.binning import build_binned_dataset
+    from owa.data.binning import BinningConfig, build_binned_dataset
 
     wall, cpu = time.perf_counter(), time.process_time()
     binned = build_binned_dataset(
         datasets.load_from_disk(str(input_dir)),
-        fps=10,
-        filter_empty_actions=True,
+        BinningConfig(fps=10, filter_empty_actions=True),
         output_dir=output_dir,
         overwrite=True,
     )

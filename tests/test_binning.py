@@ -3,6 +3,7 @@ reference under hypothesis, the real 0.5.1 recording, atomic output, the CLI and
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -107,7 +108,7 @@ STORY = [
 
 
 def test_story_bins_exact_without_filter() -> None:
-    binned = build_binned_dataset(event_dataset(STORY), fps=10)
+    binned = build_binned_dataset(event_dataset(STORY), BinningConfig(fps=10))
     assert binned.features == BINNED_FEATURES
     assert summarize(binned) == [
         ("ep", 0, T0, [], [("mouse", T0 + 30 * MS)]),
@@ -120,7 +121,7 @@ def test_story_bins_exact_without_filter() -> None:
 
 
 def test_story_bins_exact_with_filter() -> None:
-    binned = build_binned_dataset(event_dataset(STORY), fps=10, filter_empty_actions=True)
+    binned = build_binned_dataset(event_dataset(STORY), BinningConfig(fps=10, filter_empty_actions=True))
     assert [(ep, k, start) for ep, k, start, _, _ in summarize(binned)] == [
         ("ep", 0, T0),
         ("ep", 1, T0 + 100 * MS),
@@ -131,7 +132,7 @@ def test_story_bins_exact_with_filter() -> None:
 
 def test_state_is_the_exact_stored_screen_message() -> None:
     rows = [event("ep", "screen", 0), event("ep", "mouse", 5 * MS)]
-    binned = build_binned_dataset(event_dataset(rows), fps=10)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=10))
     assert binned[0]["state"] == [rows[0]["mcap_message"]]
     assert binned[0]["actions"] == [rows[1]["mcap_message"]]
     assert isinstance(McapMessage.model_validate_json(binned[0]["state"][0]).decoded, ScreenCaptured)
@@ -151,7 +152,7 @@ def test_fps_3_edges_are_floored_from_k_without_drift() -> None:
         event("ep", "mouse", 10**12 - 1),
         event("ep", "mouse", 10**12),
     ]
-    binned = build_binned_dataset(event_dataset(rows), fps=3, filter_empty_actions=True)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=3, filter_empty_actions=True))
     assert [(k, start, [ts for _, ts in actions]) for _, k, start, _, actions in summarize(binned)] == [
         (0, 0, [0, 333_333_332]),
         (1, 333_333_333, [333_333_333, 666_666_665]),
@@ -160,7 +161,9 @@ def test_fps_3_edges_are_floored_from_k_without_drift() -> None:
         (2999, 999_666_666_666, [10**12 - 1]),
         (3000, 10**12, [10**12]),
     ]
-    assert len(build_binned_dataset(event_dataset(rows), fps=3)) == 3001  # unfiltered: every bin to the last event
+    assert (
+        len(build_binned_dataset(event_dataset(rows), BinningConfig(fps=3))) == 3001
+    )  # unfiltered: every bin to the last event
 
 
 @pytest.mark.parametrize(
@@ -170,7 +173,7 @@ def test_non_integer_bin_widths(fps: float, bin_idx: int, start_ns: int) -> None
     config = BinningConfig(fps=fps)
     assert config.bin_start_offset_ns(bin_idx) == start_ns
     rows = [event("ep", "mouse", 5), event("ep", "mouse", 5 + start_ns - 1), event("ep", "mouse", 5 + start_ns)]
-    binned = build_binned_dataset(event_dataset(rows), fps=fps, filter_empty_actions=True)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=fps, filter_empty_actions=True))
     assert [(k, start) for _, k, start, _, _ in summarize(binned)][-2:] == [
         (bin_idx - 1, 5 + config.bin_start_offset_ns(bin_idx - 1)),
         (bin_idx, 5 + start_ns),
@@ -187,7 +190,7 @@ def test_interleaved_unsorted_episodes_group_and_sort_stably() -> None:
         event("b", "keyboard", 1_000 * MS),  # same ns as b's mouse: input order kept
         event("a", "mouse", 40 * MS),  # same ns as a's keyboard: after it
     ]
-    binned = build_binned_dataset(event_dataset(rows), fps=10)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=10))
     assert summarize(binned) == [
         ("a", 0, 0, [("screen", 0)], [("keyboard", 40 * MS), ("mouse", 40 * MS)]),
         ("a", 1, 100 * MS, [("screen", 0)], []),
@@ -196,28 +199,32 @@ def test_interleaved_unsorted_episodes_group_and_sort_stably() -> None:
     ]
     # Sorted input gives the same bins; so does a shuffled view (an indices mapping over the table).
     ordered = sorted(rows, key=lambda r: (r["episode_path"], r["timestamp_ns"]))
-    assert summarize(build_binned_dataset(event_dataset(ordered), fps=10)) == summarize(binned)
+    assert summarize(build_binned_dataset(event_dataset(ordered), BinningConfig(fps=10))) == summarize(binned)
     shuffled = event_dataset(rows).shuffle(seed=3)
-    assert summarize(build_binned_dataset(shuffled, fps=10))[0][:3] == ("a", 0, 0)
+    assert summarize(build_binned_dataset(shuffled, BinningConfig(fps=10)))[0][:3] == ("a", 0, 0)
 
 
 def test_mouse_raw_and_other_topics_are_ignored_unless_opted_in() -> None:
     rows = [event("ep", "screen", 0), event("ep", "mouse/raw", 10 * MS), event("ep", "window", 20 * MS)]
-    assert summarize(build_binned_dataset(event_dataset(rows), fps=10)) == [("ep", 0, 0, [("screen", 0)], [])]
-    opted = build_binned_dataset(event_dataset(rows), fps=10, action_topics=("keyboard", "mouse", "mouse/raw"))
+    assert summarize(build_binned_dataset(event_dataset(rows), BinningConfig(fps=10))) == [
+        ("ep", 0, 0, [("screen", 0)], [])
+    ]
+    opted = build_binned_dataset(
+        event_dataset(rows), BinningConfig(fps=10, action_topics=("keyboard", "mouse", "mouse/raw"))
+    )
     assert summarize(opted)[0][4] == [("mouse/raw", 10 * MS)]
 
 
 def test_dataset_dict_keeps_splits_and_dataset_stays_dataset() -> None:
     train = event_dataset([event("t1", "screen", 0), event("t1", "mouse", 150 * MS)])
     test = event_dataset([event("v1", "keyboard", 7)])
-    binned = build_binned_dataset(datasets.DatasetDict({"train": train, "test": test}), fps=10)
+    binned = build_binned_dataset(datasets.DatasetDict({"train": train, "test": test}), BinningConfig(fps=10))
     assert isinstance(binned, datasets.DatasetDict)
     assert list(binned) == ["train", "test"]
     assert binned["train"].features == BINNED_FEATURES
     assert [row[:3] for row in summarize(binned["train"])] == [("t1", 0, 0), ("t1", 1, 100 * MS)]
     assert summarize(binned["test"]) == [("v1", 0, 7, [], [("keyboard", 7)])]
-    single = build_binned_dataset(train, fps=10)
+    single = build_binned_dataset(train, BinningConfig(fps=10))
     assert isinstance(single, datasets.Dataset)
     assert summarize(single) == summarize(binned["train"])
 
@@ -240,10 +247,10 @@ def test_chunked_input_and_small_output_chunks_match_one_pass(tmp_path: Path) ->
     dataset.save_to_disk(str(tmp_path / "events"), max_shard_size="8KB")  # many files and record batches
     loaded = datasets.load_from_disk(str(tmp_path / "events"))
     assert loaded.data.table.column("mcap_message").num_chunks > 1
-    expected = summarize(build_binned_dataset(dataset, fps=10))
-    assert summarize(build_binned_dataset(loaded, fps=10, chunk_events=13)) == expected
+    expected = summarize(build_binned_dataset(dataset, BinningConfig(fps=10)))
+    assert summarize(build_binned_dataset(loaded, BinningConfig(fps=10), chunk_events=13)) == expected
     reversed_rows = loaded.select(range(len(loaded) - 1, -1, -1))  # unsorted rows spread over all chunks
-    assert summarize(build_binned_dataset(reversed_rows, fps=10, chunk_events=5)) == expected
+    assert summarize(build_binned_dataset(reversed_rows, BinningConfig(fps=10), chunk_events=5)) == expected
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,7 +301,9 @@ def test_matches_reference_and_places_every_action_once(rows, fps, filter_empty,
         rows = [(ep, topic, math.floor((ts // 10**8) * Fraction(10**9) / fps) % (3 * 10**9)) for ep, topic, ts in rows]
     events = [event(ep, topic, ts) for ep, topic, ts in rows]
     binned = build_binned_dataset(
-        event_dataset(events), fps=float(fps), filter_empty_actions=filter_empty, chunk_events=chunk_events
+        event_dataset(events),
+        BinningConfig(fps=float(fps), filter_empty_actions=filter_empty),
+        chunk_events=chunk_events,
     )
     got = summarize(binned)
     # Stable sort inside the reference keeps the input order of ties, as the library must.
@@ -339,7 +348,7 @@ def test_real_recording_0_5_1(recordings_dir: Path) -> None:
             }
             for schema, channel, message in make_reader(f).iter_messages(log_time_order=True)
         ]
-    binned = build_binned_dataset(event_dataset(rows), fps=10)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=10))
     first = min(r["timestamp_ns"] for r in rows)
     last = max(r["timestamp_ns"] for r in rows)
     assert len(binned) == (last - first) * 10 // 10**9 + 1
@@ -354,7 +363,7 @@ def test_real_recording_0_5_1(recordings_dir: Path) -> None:
         assert state == ([("screen", before[-1])] if before else [])
     decoded = McapMessage.model_validate_json(binned[len(binned) - 1]["state"][0]).decoded
     assert isinstance(decoded, ScreenCaptured) and decoded.media_ref.uri == "0.5.1.mkv"
-    filtered = build_binned_dataset(event_dataset(rows), fps=10, filter_empty_actions=True)
+    filtered = build_binned_dataset(event_dataset(rows), BinningConfig(fps=10, filter_empty_actions=True))
     assert summarize(filtered) == [bin_ for bin_ in got if bin_[4]]
 
 
@@ -380,7 +389,7 @@ def test_numeric_action_columns_exact() -> None:
         event("b", "mouse", 0, b'{"event_type":"move","x":5,"y":6}'),  # new episode: nothing carried over
         event("b", "keyboard", 100 * MS, b'{"event_type":"press","vk":32}'),
     ]
-    binned = build_binned_dataset(event_dataset(rows), fps=10, numeric_actions=True)
+    binned = build_binned_dataset(event_dataset(rows), BinningConfig(fps=10, numeric_actions=True))
     assert binned.features == BINNED_FEATURES | binning.binned_features(numeric_actions=True)
     keys = [sorted(np.flatnonzero(held).tolist()) for held in binned["keys_held"]]
     assert keys == [[65], [16], [16], [16], [], [32]]
@@ -392,16 +401,18 @@ def test_numeric_action_columns_exact() -> None:
     assert binned["scroll_dy"] == [0, -2, 0, 0, 0, 0]
     assert binned["scroll_dx"] == [0] * 6
     # Before a mouse event the position is unknown (null).
-    no_mouse = build_binned_dataset(event_dataset([event("k", "keyboard", 0)]), numeric_actions=True)
+    no_mouse = build_binned_dataset(event_dataset([event("k", "keyboard", 0)]), BinningConfig(numeric_actions=True))
     assert no_mouse["mouse_x"] == [None] and no_mouse["mouse_dx"] == [0]
-    filtered = build_binned_dataset(event_dataset(rows), fps=10, numeric_actions=True, filter_empty_actions=True)
+    filtered = build_binned_dataset(
+        event_dataset(rows), BinningConfig(fps=10, numeric_actions=True, filter_empty_actions=True)
+    )
     assert filtered["mouse_dx"] == [30, 11, 9, 0, 0] and filtered["bin_idx"] == [0, 1, 3, 0, 1]
 
 
 def test_numeric_columns_name_the_bad_action() -> None:
     rows = [event("ep", "keyboard", 0), event("ep", "keyboard", 5, b'{"event_type":"press","vk":999}')]
     with pytest.raises(MessageValidationError, match=r"vk 999.*file=ep, topic=keyboard, timestamp_ns=5, row=1"):
-        build_binned_dataset(event_dataset(rows), numeric_actions=True)
+        build_binned_dataset(event_dataset(rows), BinningConfig(numeric_actions=True))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -422,8 +433,11 @@ def test_invalid_config_fields() -> None:
         BinningConfig(action_topics="mouse")
     with pytest.raises(ValueError, match="also an action topic"):
         BinningConfig(action_topics=("screen",))
-    with pytest.raises(ValueError, match="not both"):
-        build_binned_dataset(event_dataset(STORY), BinningConfig(fps=5), fps=3)
+    # The config is the only way to pass settings: no keyword copies that could disagree with it.
+    with pytest.raises(TypeError, match="fps"):
+        build_binned_dataset(event_dataset(STORY), BinningConfig(fps=5), fps=3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"Invalid config \(dict\). Pass a BinningConfig"):
+        build_binned_dataset(event_dataset(STORY), {"fps": 5})  # type: ignore[arg-type]
     assert BinningConfig(action_topics=["mouse", "mouse"]).action_topics == ("mouse",)
 
 
@@ -463,18 +477,19 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_output_written_refused_and_overwritten(saved_events: Path, tmp_path: Path) -> None:
     out = tmp_path / "binned"
-    result = build_binned_dataset(saved_events, output_dir=out, fps=10)
+    result = build_binned_dataset(saved_events, BinningConfig(fps=10), output_dir=out)
     assert isinstance(result, datasets.DatasetDict) and list(result) == ["train", "test"]
     reloaded = datasets.load_from_disk(str(out))
     assert reloaded["train"].features == BINNED_FEATURES
-    assert summarize(reloaded["train"]) == summarize(build_binned_dataset(event_dataset(STORY), fps=10))
+    assert summarize(reloaded["train"]) == summarize(build_binned_dataset(event_dataset(STORY), BinningConfig(fps=10)))
     assert '"fps": 10' in reloaded["train"].info.description
+    assert saved_config(reloaded["train"]) == BinningConfig(fps=10)
 
     with pytest.raises(OutputExistsError, match="already exists"):
-        build_binned_dataset(saved_events, output_dir=out, fps=5)
+        build_binned_dataset(saved_events, BinningConfig(fps=5), output_dir=out)
     assert len(datasets.load_from_disk(str(out))["train"]) == 6  # untouched
 
-    build_binned_dataset(saved_events, output_dir=out, fps=5, overwrite=True)
+    build_binned_dataset(saved_events, BinningConfig(fps=5), output_dir=out, overwrite=True)
     assert len(datasets.load_from_disk(str(out))["train"]) == 3
     assert leftovers(tmp_path) == []
 
@@ -484,7 +499,7 @@ def test_failure_leaves_no_half_written_output(
     saved_events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
 ) -> None:
     out = tmp_path / "binned"
-    build_binned_dataset(saved_events, output_dir=out, fps=10)
+    build_binned_dataset(saved_events, BinningConfig(fps=10), output_dir=out)
     real = binning._chunk_table
     calls = []
 
@@ -496,10 +511,10 @@ def test_failure_leaves_no_half_written_output(
 
     monkeypatch.setattr(binning, "_chunk_table", crash_on_second_split)
     with pytest.raises(failure):
-        build_binned_dataset(saved_events, output_dir=out, fps=5, overwrite=True)
+        build_binned_dataset(saved_events, BinningConfig(fps=5), output_dir=out, overwrite=True)
     calls.clear()
     with pytest.raises(failure):
-        build_binned_dataset(saved_events, output_dir=tmp_path / "fresh", fps=5)
+        build_binned_dataset(saved_events, BinningConfig(fps=5), output_dir=tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
     assert len(datasets.load_from_disk(str(out))["train"]) == 6  # the previous output survives
     assert leftovers(tmp_path) == []
@@ -516,6 +531,11 @@ def test_output_inside_input_is_refused(saved_events: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def saved_config(binned: datasets.Dataset) -> BinningConfig:
+    """The BinningConfig a binned dataset records in its metadata."""
+    return BinningConfig.from_json(json.loads(binned.info.description)["owa_data"]["binning"])
+
+
 def run_cli(*args: str):
     return CliRunner().invoke(app, ["bin", *args])
 
@@ -528,6 +548,8 @@ def test_cli_end_to_end(saved_events: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "train: 3 bins" in result.output
     assert datasets.load_from_disk(str(out))["train"]["bin_idx"] == [0, 1, 4]
+    # The flags, the Python API and the saved metadata are one BinningConfig.
+    assert saved_config(datasets.load_from_disk(str(out))["test"]) == BinningConfig(fps=10, filter_empty_actions=True)
     result = run_cli(
         "--input-dir",
         str(saved_events),
@@ -539,6 +561,7 @@ def test_cli_end_to_end(saved_events: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert datasets.load_from_disk(str(out))["train"]["mouse_x"] == [10, 10, 10, 10, 10, 10]
+    assert saved_config(datasets.load_from_disk(str(out))["train"]) == BinningConfig(numeric_actions=True)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ The rules, in one place (``docs/binning.md`` has worked examples):
 * **Other topics** (``window``, ``keyboard/state``, ``mouse/state``, ...) are ignored, and counted in the log.
 * **Order.** Episodes come out sorted by path, bins by index. The input is grouped and sorted once
   (stable, by episode then timestamp), so it need not be ordered.
+* **Schema.** :func:`~owa.data.schema.binned_features`; ``numeric_actions`` adds the columns computed in
+  :mod:`owa.data.binning_numeric`.
 
 The work per split is one vectorized pass (numpy/pyarrow) over the event columns, then a streamed write of
 output chunks of whole episodes: time and memory grow linearly with the events.
@@ -28,17 +30,18 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from owa.data.errors import DatasetError, MessageValidationError
+from owa.data.binning_numeric import numeric_action_columns
+from owa.data.errors import DatasetError
+from owa.data.schema import EVENT_FEATURES_DICT, MOUSE_BUTTONS, binned_features, check_arrow_schema
 
 if TYPE_CHECKING:
     import datasets
@@ -59,11 +62,6 @@ _INT64_LIMIT = 2**63
 _INT32_MAX = 2**31 - 1
 # Output is written in chunks of whole episodes holding about this many input events.
 _CHUNK_EVENTS = 131_072
-
-_KEY_COUNT = 256  # Windows virtual-key codes
-MOUSE_BUTTONS: tuple[str, ...] = ("left", "middle", "right", "x1", "x2")
-_KEYBOARD_EVENT = "desktop/KeyboardEvent"
-_MOUSE_EVENT = "desktop/MouseEvent"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,7 +124,13 @@ class BinningConfig:
         return math.floor(bin_idx * self.bin_width_ns)
 
     def to_json(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (what binned datasets save in their metadata)."""
         return dataclasses.asdict(self) | {"action_topics": list(self.action_topics)}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> BinningConfig:
+        """The config :meth:`to_json` wrote, e.g. ``json.loads(info.description)["owa_data"]["binning"]``."""
+        return cls(**fields)
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -148,31 +152,6 @@ def _rate_terms(config: BinningConfig) -> tuple[int, int]:
     """``(a, b)`` with ``1e9 / fps == a / b`` exactly and ``a * b < 2**63``."""
     fraction = _fps_fraction(config.fps)
     return _NS_PER_S * fraction.denominator, fraction.numerator
-
-
-def binned_features(*, numeric_actions: bool = False) -> datasets.Features:
-    """The Binned Dataset schema as ``datasets.Features`` (plus the numeric columns when asked)."""
-    from datasets import Features, Sequence, Value
-
-    columns: dict[str, Any] = {
-        "episode_path": Value("string"),
-        "bin_idx": Value("int32"),
-        "timestamp_ns": Value("int64"),
-        "state": Sequence(feature=Value("binary"), length=-1),
-        "actions": Sequence(feature=Value("binary"), length=-1),
-    }
-    if numeric_actions:
-        columns |= {
-            "keys_held": Sequence(feature=Value("bool"), length=_KEY_COUNT),
-            "mouse_x": Value("int32"),
-            "mouse_y": Value("int32"),
-            "mouse_dx": Value("int32"),
-            "mouse_dy": Value("int32"),
-            "mouse_clicks": Sequence(feature=Value("int16"), length=len(MOUSE_BUTTONS)),
-            "scroll_dx": Value("int32"),
-            "scroll_dy": Value("int32"),
-        }
-    return Features(columns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,31 +179,7 @@ def _bin_start(bin_idx: np.ndarray, a: int, b: int) -> np.ndarray:
 # Input checks and the per-split index
 # --------------------------------------------------------------------------------------------------
 
-_STRING_TYPES = (pa.string(), pa.large_string())
 _BINARY_TYPES = (pa.binary(), pa.large_binary())
-_EXPECTED_TYPES: dict[str, tuple[pa.DataType, ...]] = {
-    "episode_path": _STRING_TYPES,
-    "topic": _STRING_TYPES,
-    "timestamp_ns": (pa.int64(),),
-    "message_type": _STRING_TYPES,
-    "mcap_message": _BINARY_TYPES,
-}
-
-
-def _check_event_schema(schema: pa.Schema, split: str | None) -> None:
-    """Raise :class:`DatasetError` unless ``schema`` has the Event Dataset's columns and types."""
-    for name, allowed in _EXPECTED_TYPES.items():
-        if name not in schema.names:
-            raise DatasetError(
-                f"Not an Event Dataset: column {name!r} is missing (columns: {', '.join(schema.names)}). "
-                "Expected episode_path, topic, timestamp_ns, message_type, mcap_message",
-                split=split,
-            )
-        found = schema.field(name).type
-        if found not in allowed:
-            raise DatasetError(
-                f"Not an Event Dataset: column {name!r} has type {found}; expected {allowed[0]}", split=split
-            )
 
 
 def _check_no_nulls(table: pa.Table, split: str | None) -> None:
@@ -451,141 +406,24 @@ def _chunk_table(
         ),
     }
     if config.numeric_actions:
-        columns |= _numeric_columns(table, bins, action_rows)
+
+        def locate(action: int) -> dict[str, Any]:  # the error context of an action, on the failure path only
+            row = int(action_rows[action])
+            return {
+                "path": table.column("episode_path")[row].as_py(),
+                "topic": table.column("topic")[row].as_py(),
+                "timestamp_ns": table.column("timestamp_ns")[row].as_py(),
+                "row": row,
+            }
+
+        columns |= numeric_action_columns(
+            _take_rows(table.column("message_type"), action_rows).to_pylist(),
+            taken.slice(len(state_rows)),
+            bins.action_offsets,
+            bins.episode,
+            locate,
+        )
     return pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema), bins.all_bins
-
-
-# --------------------------------------------------------------------------------------------------
-# Optional numeric action columns
-# --------------------------------------------------------------------------------------------------
-
-
-def _parse_actions(table: pa.Table, action_rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Decode keyboard and mouse action payloads into flat arrays (one entry per action)."""
-    count = len(action_rows)
-    parsed = {
-        "kind": np.zeros(count, np.int8),  # 0 other, 1 key, 2 mouse
-        "vk": np.zeros(count, np.int64),
-        "pressed": np.zeros(count, bool),
-        "x": np.zeros(count, np.int64),
-        "y": np.zeros(count, np.int64),
-        "click": np.full(count, -1, np.int64),  # button index of a press, -1 otherwise
-        "scroll_dx": np.zeros(count, np.int64),
-        "scroll_dy": np.zeros(count, np.int64),
-    }
-    types = _take_rows(table.column("message_type"), action_rows).to_pylist()
-    wanted = np.fromiter((t in (_KEYBOARD_EVENT, _MOUSE_EVENT) for t in types), dtype=bool, count=count)
-    picked = np.flatnonzero(wanted)
-    envelopes = _take_rows(table.column("mcap_message"), action_rows[picked]).to_pylist()
-    buttons = {name: i for i, name in enumerate(MOUSE_BUTTONS)}
-    for i, envelope in zip(picked.tolist(), envelopes, strict=True):
-        try:
-            payload = orjson.loads(orjson.loads(envelope)["message"])
-            if types[i] == _KEYBOARD_EVENT:
-                vk = int(payload["vk"])
-                if not 0 <= vk < _KEY_COUNT:
-                    raise ValueError(f"vk {vk} outside 0..{_KEY_COUNT - 1}")
-                parsed["kind"][i], parsed["vk"][i] = 1, vk
-                parsed["pressed"][i] = payload["event_type"] == "press"
-            else:
-                parsed["kind"][i] = 2
-                parsed["x"][i], parsed["y"][i] = int(payload["x"]), int(payload["y"])
-                event_type = payload.get("event_type")
-                if event_type == "click" and payload.get("pressed"):
-                    parsed["click"][i] = buttons.get(payload.get("button"), -1)
-                elif event_type == "scroll":
-                    parsed["scroll_dx"][i] = int(payload.get("dx") or 0)
-                    parsed["scroll_dy"][i] = int(payload.get("dy") or 0)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            row = int(action_rows[i])
-            raise MessageValidationError(
-                f"Cannot read {types[i]} action for numeric columns: {e}",
-                path=table.column("episode_path")[row].as_py(),
-                topic=table.column("topic")[row].as_py(),
-                timestamp_ns=table.column("timestamp_ns")[row].as_py(),
-                row=row,
-            ) from e
-    return parsed
-
-
-def _forward_fill(values: np.ndarray, known: np.ndarray, segment_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the last known ``values`` at or before it within its segment (``segment_start[row]``).
-
-    Returns ``(filled, found)``; works along axis 0 of 1-D or 2-D inputs.
-    """
-    rows = np.arange(len(values)).reshape((-1,) + (1,) * (values.ndim - 1))
-    last = np.maximum.accumulate(np.where(known, rows, -1), axis=0)
-    found = last >= segment_start.reshape(rows.shape)
-    picked = np.take_along_axis(values, np.maximum(last, 0), axis=0)
-    return picked, found
-
-
-def _numeric_columns(table: pa.Table, bins: _ChunkBins, action_rows: np.ndarray) -> dict[str, pa.Array]:
-    """Per-bin keys held, mouse position/motion, clicks and scroll (see ``docs/binning.md``)."""
-    parsed = _parse_actions(table, action_rows)
-    n_bins = len(bins.bin_idx)
-    per_bin = np.diff(bins.action_offsets)
-    action_bin = np.repeat(np.arange(n_bins), per_bin)
-    # First output bin of each bin's episode: values carry forward within an episode only.
-    new_episode = np.concatenate(([True], bins.episode[1:] != bins.episode[:-1])) if n_bins else np.empty(0, bool)
-    episode_first_bin = np.maximum.accumulate(np.where(new_episode, np.arange(n_bins), 0)) if n_bins else new_episode
-
-    # Keys held at bin end: the last press/release of each key so far in the episode (unknown = not held).
-    key_state = np.full((n_bins, _KEY_COUNT), -1, np.int8)
-    is_key = parsed["kind"] == 1
-    if is_key.any():
-        key_bins, key_vks, key_pressed = action_bin[is_key], parsed["vk"][is_key], parsed["pressed"][is_key]
-        flat = key_bins * _KEY_COUNT + key_vks
-        _, last_in_reverse = np.unique(flat[::-1], return_index=True)
-        latest = len(flat) - 1 - last_in_reverse  # the last event of each (bin, key)
-        key_state[key_bins[latest], key_vks[latest]] = key_pressed[latest]
-    held, found = _forward_fill(key_state, key_state >= 0, episode_first_bin)
-    keys_held = (held == 1) & found
-
-    # Mouse position at bin end, and motion over the bin: end minus the position at its start (the last
-    # mouse event before the bin, else the first one inside it). No carry-over between episodes.
-    x, y = parsed["x"], parsed["y"]
-    mouse_actions = len(x)
-    end_mouse = start_mouse = np.full(n_bins, -1, np.int64)
-    if mouse_actions and (parsed["kind"] == 2).any():
-        is_mouse = parsed["kind"] == 2
-        mouse_seen = np.maximum.accumulate(np.where(is_mouse, np.arange(mouse_actions), -1))
-
-        def latest_mouse(before: np.ndarray) -> np.ndarray:  # last mouse action among actions [0, before)
-            seen = np.where(before > 0, mouse_seen[np.maximum(before - 1, 0)], -1)
-            same_episode = (seen >= 0) & (action_bin[np.maximum(seen, 0)] >= episode_first_bin)
-            return np.where(same_episode, seen, -1)
-
-        end_mouse = latest_mouse(bins.action_offsets[1:])
-        start_mouse = latest_mouse(bins.action_offsets[:-1])
-        next_mouse = np.minimum.accumulate(np.where(is_mouse, np.arange(mouse_actions), mouse_actions)[::-1])[::-1]
-        first_inside = next_mouse[np.minimum(bins.action_offsets[:-1], mouse_actions - 1)]
-        inside = (start_mouse < 0) & (first_inside < bins.action_offsets[1:])
-        start_mouse = np.where(inside, first_inside, start_mouse)
-    end_found = end_mouse >= 0
-    end_at, start_at = np.maximum(end_mouse, 0), np.maximum(start_mouse, 0)
-    if mouse_actions:
-        dx = np.where(end_found, x[end_at] - x[start_at], 0)
-        dy = np.where(end_found, y[end_at] - y[start_at], 0)
-        mouse_x, mouse_y = np.where(end_found, x[end_at], 0), np.where(end_found, y[end_at], 0)
-    else:
-        dx = dy = mouse_x = mouse_y = np.zeros(n_bins, np.int64)
-
-    clicks = np.zeros((n_bins, len(MOUSE_BUTTONS)), np.int16)
-    pressed = parsed["click"] >= 0
-    np.add.at(clicks, (action_bin[pressed], parsed["click"][pressed]), 1)
-    scroll_dx = np.bincount(action_bin, weights=parsed["scroll_dx"], minlength=n_bins).astype(np.int32)
-    scroll_dy = np.bincount(action_bin, weights=parsed["scroll_dy"], minlength=n_bins).astype(np.int32)
-    return {
-        "keys_held": pa.FixedSizeListArray.from_arrays(pa.array(keys_held.reshape(-1)), _KEY_COUNT),
-        "mouse_x": pa.array(mouse_x.astype(np.int32), mask=~end_found),
-        "mouse_y": pa.array(mouse_y.astype(np.int32), mask=~end_found),
-        "mouse_dx": pa.array(dx.astype(np.int32)),
-        "mouse_dy": pa.array(dy.astype(np.int32)),
-        "mouse_clicks": pa.FixedSizeListArray.from_arrays(pa.array(clicks.reshape(-1)), len(MOUSE_BUTTONS)),
-        "scroll_dx": pa.array(scroll_dx),
-        "scroll_dy": pa.array(scroll_dy),
-    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -637,7 +475,7 @@ def _check_split(dataset: Any, split: str | None) -> None:
             "datasets.DatasetDict or the folder of one saved with save_to_disk",
             split=split,
         )
-    _check_event_schema(dataset.data.schema, split)
+    check_arrow_schema(dataset.data.schema, EVENT_FEATURES_DICT, dataset="an Event Dataset", split=split)
 
 
 def _split_table(dataset: datasets.Dataset) -> pa.Table:
@@ -667,25 +505,21 @@ def build_binned_dataset(
     event_dataset: datasets.Dataset | datasets.DatasetDict | str | os.PathLike[str],
     config: BinningConfig | None = None,
     *,
-    fps: float = BinningConfig.fps,
-    filter_empty_actions: bool = BinningConfig.filter_empty_actions,
-    action_topics: Sequence[str] = BinningConfig.action_topics,
-    numeric_actions: bool = BinningConfig.numeric_actions,
     output_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     chunk_events: int = _CHUNK_EVENTS,
 ) -> datasets.Dataset | datasets.DatasetDict:
     """Bin an Event Dataset into fixed-rate bins of ``state`` and ``actions`` (the module docstring has the rules).
 
+    >>> build_binned_dataset(events, BinningConfig(fps=10, filter_empty_actions=True))  # doctest: +SKIP
+    >>> build_binned_dataset("/data/events", BinningConfig(fps=10), output_dir="/data/bins")  # doctest: +SKIP
+
     Args:
         event_dataset: a ``Dataset``, a ``DatasetDict`` (every split is binned, names kept) or the folder of
             one saved with ``save_to_disk``.
-        config: all binning settings at once; when given, leave ``fps`` ... ``numeric_actions`` at their
-            defaults. Otherwise those keywords build the :class:`BinningConfig`.
-        fps: bins per second (bin width ``1e9 / fps`` ns).
-        filter_empty_actions: drop bins with no action.
-        action_topics: topics whose events are actions.
-        numeric_actions: add the numeric per-bin columns (``docs/binning.md``).
+        config: every binning setting (fps, filter_empty_actions, action_topics, state_topic,
+            numeric_actions); default ``BinningConfig()``. The ``owa-data bin`` command builds the same object
+            from its flags.
         output_dir: when set, stream the result to this folder atomically (a temporary sibling renamed into
             place; nothing half-written on failure) and return it loaded (memory-mapped) from there.
             Otherwise the result is built in memory.
@@ -694,10 +528,12 @@ def build_binned_dataset(
 
     Returns:
         The same kind of object as the input (``DatasetDict`` for a dict or a folder holding one), with
-        the schema of :func:`binned_features`. The config is saved as JSON in ``info.description``.
+        the schema of :func:`binned_features`. ``config.to_json()`` is saved in ``info.description`` under
+        ``owa_data.binning``; :meth:`BinningConfig.from_json` reads it back.
 
     Raises:
-        ValueError: invalid settings, or ``config`` mixed with setting keywords.
+        TypeError: ``config`` is not a :class:`BinningConfig`.
+        ValueError: invalid ``chunk_events``.
         DatasetError: the input is missing, not an Event Dataset, holds nulls, or an episode spans more bins
             than int32 holds; or ``output_dir`` would hold the input's own files.
         OutputExistsError: ``output_dir`` exists and ``overwrite`` is False (checked before any work).
@@ -705,16 +541,13 @@ def build_binned_dataset(
     """
     import datasets
 
-    keywords = BinningConfig(
-        fps=fps,
-        filter_empty_actions=filter_empty_actions,
-        action_topics=tuple(action_topics),
-        numeric_actions=numeric_actions,
-    )
     if config is None:
-        config = keywords
-    elif keywords != BinningConfig():
-        raise ValueError("Pass either config or the fps/filter_empty_actions/... keywords, not both")
+        config = BinningConfig()
+    elif not isinstance(config, BinningConfig):
+        raise TypeError(
+            f"Invalid config ({type(config).__name__}). Pass a BinningConfig, e.g. BinningConfig(fps=10), "
+            "or None for the defaults."
+        )
     if not isinstance(chunk_events, int) or chunk_events < 1:
         raise ValueError(f"Invalid chunk_events ({chunk_events!r}). Use a positive event count.")
 
@@ -754,7 +587,8 @@ def build_binned_dataset(
         }
         return wrap(built)
 
-    from owa.data.outputs import atomic_output_dir, save_dataset
+    from owa.data.atomic import atomic_output_dir
+    from owa.data.dataset_io import save_dataset
 
     output = Path(os.path.abspath(output_dir))
     resolved = output.resolve()

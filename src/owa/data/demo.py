@@ -72,7 +72,7 @@ def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: 
     """
     from datasets import load_from_disk
 
-    from owa.data.binning import build_binned_dataset
+    from owa.data.binning import BinningConfig, build_binned_dataset
     from owa.data.episode_tokenizer import EpisodeTokenizer
     from owa.data.errors import OutputExistsError
     from owa.data.events import EventDatasetConfig, build_event_dataset
@@ -107,7 +107,7 @@ def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: 
     )
 
     binned_dir = out / "binned-dataset"
-    binned = build_binned_dataset(event_dir, fps=10, output_dir=binned_dir)
+    binned = build_binned_dataset(event_dir, BinningConfig(fps=10), output_dir=binned_dir)
     result.add(
         "3. binned dataset (stage 2, 10 fps)", str(binned_dir), *(f"{s}: {len(d):,} bins" for s, d in binned.items())
     )

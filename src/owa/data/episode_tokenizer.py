@@ -34,10 +34,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.encoders.base import EVENT_END, EVENT_START
+from owa.data.episode_paths import resolve_episode_path
 from owa.data.errors import DatasetError, EncodingError, MessageValidationError, TokenizerNotPreparedError
 from owa.data.messages import McapMessage, ScreenCaptured
-from owa.data.outputs import quiet_datasets_progress
 
 if TYPE_CHECKING:
     import datasets
@@ -560,9 +561,7 @@ class _TokenizeBatch:
         messages = batch.column("mcap_message").to_pylist()
         rows = np.asarray(indices, dtype=np.int64)
 
-        sources = {
-            path: os.path.join(self.episode_root, path) for path in set(paths)
-        }  # absolute paths stay as they are
+        sources = {path: resolve_episode_path(path, self.episode_root) for path in set(paths)}
         image_token = config.image_token
         expanded = image_token * config.image_token_length
         stats_before = owner.encoder.stats.as_dict()

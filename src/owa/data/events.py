@@ -45,9 +45,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from owa.data.atomic import atomic_output_dir
+from owa.data.dataset_io import write_split_metadata
 from owa.data.errors import DatasetError, MessageValidationError, OWADataError, RecordingError
-from owa.data.outputs import atomic_output_dir, write_split_metadata
+from owa.data.messages import dump_mcap_message_json
 from owa.data.recordings.reader import OWAMcapReader
+from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
 
 __all__ = [
     "EVENT_FEATURES_DICT",
@@ -69,27 +72,8 @@ DEFAULT_RATES_HZ: Mapping[str, float] = {"mouse": 60.0, "screen": 20.0}
 DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
 
 
-# The Event Dataset schema as ``datasets.Features.to_dict()`` writes it. Kept as data so that stage 1 and
-# its workers never import ``datasets`` (a second of start-up per process); a test checks it against
-# ``datasets`` itself.
-EVENT_FEATURES_DICT: dict[str, dict[str, str]] = {
-    "episode_path": {"dtype": "string", "_type": "Value"},
-    "topic": {"dtype": "string", "_type": "Value"},
-    "timestamp_ns": {"dtype": "int64", "_type": "Value"},
-    "message_type": {"dtype": "string", "_type": "Value"},
-    "mcap_message": {"dtype": "binary", "_type": "Value"},
-}
-
-
-def event_features():  # -> datasets.Features; imported lazily, datasets is slow to import
-    """The Event Dataset schema as ``datasets.Features``."""
-    from datasets import Features
-
-    return Features.from_dict(EVENT_FEATURES_DICT)
-
-
-_ARROW_TYPES = {"string": pa.string(), "int64": pa.int64(), "binary": pa.binary()}
-_ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[spec["dtype"]]) for name, spec in EVENT_FEATURES_DICT.items()])
+# The schema lives in owa.data.schema (kept as data: stage 1 and its workers never import ``datasets``).
+_ARROW_SCHEMA = arrow_schema(EVENT_FEATURES_DICT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +254,6 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     times: list[int] = []
     types: list[str] = []
     payloads: list[bytes] = []
-    prefixes: dict[tuple[str, str], tuple[bytes, bytes]] = {}
     try:
         with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
@@ -295,10 +278,7 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 topics.append(topic)
                 times.append(timestamp_ns)
                 types.append(message_type)
-                prefix = prefixes.get((topic, message_type))
-                if prefix is None:
-                    prefix = prefixes[(topic, message_type)] = _envelope_parts(topic, message_type)
-                payloads.append(_envelope(prefix, timestamp_ns, data))
+                payloads.append(dump_mcap_message_json(topic, timestamp_ns, message_type, data))
             report = reader.report
             report.bad_messages += result.bad_messages
             if report.damaged or report.bad_messages:
@@ -332,17 +312,6 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         schema=_ARROW_SCHEMA,
     )
     return result
-
-
-def _envelope_parts(topic: str, message_type: str) -> tuple[bytes, bytes]:
-    head = b'{"topic":' + orjson.dumps(topic) + b',"timestamp":'
-    tail = b',"message_type":' + orjson.dumps(message_type) + b"}"
-    return head, tail
-
-
-def _envelope(parts: tuple[bytes, bytes], timestamp_ns: int, data: bytes) -> bytes:
-    """``McapMessage.model_dump_json()`` bytes, built without a model (tested byte-for-byte equal)."""
-    return b"".join((parts[0], str(timestamp_ns).encode(), b',"message":', orjson.dumps(data.decode()), parts[1]))
 
 
 def _describe_damage(report: Any) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, ValidationError
 
+from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import MessageValidationError
 from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy, ResolvedMedia  # re-exported: the old import path
 
@@ -269,7 +270,7 @@ class McapMessage(BaseModel):
             self.message_type, self.message, path=self._source_path, topic=self.topic, timestamp_ns=self.timestamp
         )
         if isinstance(decoded, ScreenCaptured) and self._source_path is not None:
-            decoded._base_dir = os.path.dirname(os.path.abspath(self._source_path))
+            decoded._base_dir = episode_base_dir(self._source_path)
         return decoded
 
     def payload(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import orjson
 
 from owa.data.encoders import EventEncoder, create_encoder
+from owa.data.episode_paths import episode_base_dir, resolve_episode_path
 from owa.data.errors import DatasetError, MessageValidationError, OWADataError
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
 
@@ -50,21 +51,6 @@ logger = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
 _ACTION_TOPICS = frozenset({"keyboard", "mouse"})
 _SHARED = multiprocessing.get_context("spawn")
-_EVENT_COLUMNS = ("episode_path", "topic", "timestamp_ns", "message_type", "mcap_message")
-_BINNED_COLUMNS = ("episode_path", "bin_idx", "timestamp_ns", "state", "actions")
-
-
-def resolve_episode_path(episode_path: str, episode_root: str | os.PathLike[str] | None = None) -> str:
-    """The recording a dataset row names, as a path to open.
-
-    Absolute paths are kept; relative ones resolve against ``episode_root`` (default: the current
-    directory, read at call time) into an absolute path whose symlinks are kept, not resolved
-    (``os.path.abspath``). Relative media URIs inside the recording then resolve against this path's folder.
-    """
-    if os.path.isabs(episode_path):
-        return episode_path
-    root = os.getcwd() if episode_root is None else os.fspath(episode_root)
-    return os.path.abspath(os.path.join(root, episode_path))
 
 
 # ------------------------------------------------------------------------------------------------ stats
@@ -428,7 +414,7 @@ class BinnedDatasetTransform(_DatasetTransform):
             raise MessageValidationError(
                 f"Invalid {ScreenCaptured.message_type} payload: {e.errors(include_url=False)}", **where
             ) from e
-        return screen.with_base_dir(os.path.dirname(os.path.abspath(episode)))
+        return screen.with_base_dir(episode_base_dir(episode))
 
 
 def create_event_dataset_transform(

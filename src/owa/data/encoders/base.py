@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
+from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import EncodingError, MessageValidationError
 from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured, decode_payload
 
@@ -228,7 +229,7 @@ class EventEncoder(abc.ABC):
             raise EncodingError(e.reason, path=source_path, topic=topic, timestamp_ns=timestamp_ns) from e
         assert isinstance(screen, ScreenCaptured)
         if source_path is not None:
-            screen._base_dir = os.path.dirname(os.path.abspath(source_path))
+            screen._base_dir = episode_base_dir(source_path)
         return screen
 
     @abc.abstractmethod

@@ -1,0 +1,33 @@
+"""Where an episode's files are: the recording a dataset row names, and the folder its media resolve against.
+
+Datasets store ``episode_path`` as written by stage 1: absolute, or relative to a folder the user names
+later (``episode_root``). Relative media URIs inside a recording resolve against the recording's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["episode_base_dir", "resolve_episode_path"]
+
+
+def resolve_episode_path(episode_path: str, episode_root: str | os.PathLike[str] | None = None) -> str:
+    """The recording a dataset row names, as a path to open.
+
+    Absolute paths are kept; relative ones resolve against ``episode_root`` (default: the current
+    directory, read at call time) into an absolute path whose symlinks are kept, not resolved
+    (``os.path.abspath``). Relative media URIs inside the recording then resolve against this
+    path's folder (:func:`episode_base_dir`).
+
+    >>> resolve_episode_path("a/../b/ep.mcap", "/data")
+    '/data/b/ep.mcap'
+    """
+    if os.path.isabs(episode_path):
+        return episode_path
+    root = os.getcwd() if episode_root is None else os.fspath(episode_root)
+    return os.path.abspath(os.path.join(root, episode_path))
+
+
+def episode_base_dir(episode_path: str | os.PathLike[str]) -> str:
+    """The absolute folder of a recording: what its relative media URIs resolve against."""
+    return os.path.dirname(os.path.abspath(episode_path))
