@@ -43,10 +43,10 @@ SEQUENCE_LENGTH = 1024
 def tokenized_corpus(folder: Path, n_episodes: int, seconds: float, *, video: bool, width: int, height: int):
     """Synthetic episodes → Event Dataset → tokenized dataset, and the EpisodeTokenizer and tokenizer used."""
     import datasets
-    from tests.tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
     from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     config = SampleConfig(seconds=seconds, video=video, width=width, height=height, keyframe_interval_s=2.0, seed=6)
     episodes = write_sample_corpus(folder, n_episodes, config, workers=2 if video and n_episodes > 1 else 1)
@@ -79,7 +79,7 @@ class RowByRowBaseline:
         self.load_images = load_images
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from owa.data.episode_tokenizer import deserialize_screen
+        from owa.data.messages import deserialize_screen
 
         start, end = self.plan.event_range(index)
         token_ids: list[int] = []

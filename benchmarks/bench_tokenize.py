@@ -5,7 +5,7 @@
 
 Corpus: seeded sample episodes (``owa.data.recordings.sample``, no video needed), their keyboard, mouse and screen
 messages read with the bare ``mcap`` package into an Event Dataset. Tokenizer: the real Qwen2.5 vocabulary
-(``tests/tokenizer_fixtures.py``), image token ``<image>`` repeated 64 times, as in the spec's Quick Start.
+(``owa.data.testing``), image token ``<image>`` repeated 64 times, as in the spec's Quick Start.
 
 * **Ours**: ``tokenize_event_dataset`` end to end (event encoding, episode tokens, ids, image references, arrow
   output), with its automatic process count.
@@ -33,9 +33,9 @@ UPSTREAM_ROWS_PER_S = (833.0, 1324.0)
 def build_events(folder: Path, n_episodes: int, seconds: float):
     """An Event Dataset split of ``n_episodes`` synthetic episodes (keyboard, mouse, screen)."""
     import datasets
-    from tests.tokenizer_fixtures import event_dataset_from_mcap
 
     from owa.data.recordings.sample import SampleConfig, write_sample_corpus
+    from owa.data.testing import event_dataset_from_mcap
 
     episodes = write_sample_corpus(folder, n_episodes, SampleConfig(seconds=seconds, video=False, seed=6))
     return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes])
@@ -84,9 +84,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     import datasets
 
     datasets.disable_progress_bars()
-    from tests.tokenizer_fixtures import qwen25_tokenizer, tiny_bpe_tokenizer
-
     from owa.data.episode_tokenizer import EpisodeTokenizer
+    from owa.data.testing import qwen25_tokenizer, tiny_bpe_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="bench-tokenize-") as tmp:
         started = time.perf_counter()

@@ -9,16 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owa.data.episode_tokenizer import (
-    EpisodeTokenizer,
-    EpisodeTokenizerConfig,
-    _occurs_in_concatenation,
-    deserialize_screen,
-    serialize_screen,
-)
+from owa.data._token_lookup import occurs_in_concatenation
+from owa.data.episode_tokenizer import EpisodeTokenizer, EpisodeTokenizerConfig
 from owa.data.errors import DatasetError, EncodingError, TokenizerNotPreparedError
-from owa.data.messages import McapMessage, MediaRef, ScreenCaptured
-from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer, tiny_bpe_tokenizer
+from owa.data.messages import McapMessage, MediaRef, ScreenCaptured, deserialize_screen, serialize_screen
+from owa.data.testing import event_dataset_from_mcap, qwen25_tokenizer, tiny_bpe_tokenizer
 
 KEY_A = McapMessage(
     topic="keyboard",
@@ -165,7 +160,7 @@ def test_tokenize_screen_repeats_the_image_token(tmp_path) -> None:
 
 def test_real_recording_ids_equal_tokenizer_encode(qwen, two_episodes, recordings_dir) -> None:
     event_tokenizer, tokenizer = qwen
-    assert event_tokenizer._lookup_is_exact  # the fast path is the one under test
+    assert event_tokenizer._lookup.is_exact  # the fast path is the one under test
     out = event_tokenizer.tokenize_event_dataset(two_episodes)
     assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
     assert out.features["token_ids"].feature.dtype == "int32"
@@ -202,7 +197,7 @@ def test_lookup_equals_qwen_encode_on_any_token_sequence(qwen, data: st.DataObje
     vocab = event_tokenizer.get_vocab()
     tokens = data.draw(st.lists(st.sampled_from(vocab), min_size=1, max_size=40))
     text = "".join(tokens)
-    assert event_tokenizer._ids([text], tokenizer)[0] == tokenizer.encode(text, add_special_tokens=False)
+    assert event_tokenizer._lookup.ids([text])[0] == tokenizer.encode(text, add_special_tokens=False)
 
 
 def test_json_encoder_texts_go_through_the_tokenizer(recordings_dir) -> None:
@@ -225,7 +220,7 @@ def test_a_conflicting_added_token_turns_the_lookup_off() -> None:
     foreign = tokenizer.convert_tokens_to_ids("<1><2>")
     event_tokenizer = EpisodeTokenizer()
     event_tokenizer.prepare_model(tokenizer=tokenizer)
-    assert not event_tokenizer._lookup_is_exact
+    assert not event_tokenizer._lookup.is_exact
     out = event_tokenizer.tokenize(KEY_A)
     assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
     assert foreign in out["token_ids"]
@@ -234,9 +229,9 @@ def test_a_conflicting_added_token_turns_the_lookup_off() -> None:
 def test_occurs_in_concatenation() -> None:
     tokens = {"<1>", "<2>", "<12>", "<EVENT_END>", "<image>"}
     for text in ("<1><2>", "1><2", "><", "2><E", "ENT", "<1", "2>", "<image><1>", "mage><12><E"):
-        assert _occurs_in_concatenation(text, tokens), text
+        assert occurs_in_concatenation(text, tokens), text
     for text in ("<3>", "<1><3>", "1>x", "12><3", "<1>>", "abc", "<image_pad>", "", "x<1>"):
-        assert not _occurs_in_concatenation(text, tokens), text
+        assert not occurs_in_concatenation(text, tokens), text
 
 
 def test_more_processes_give_the_same_dataset(recordings_dir) -> None:

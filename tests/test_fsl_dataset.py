@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from owa.data.episode_tokenizer import EpisodeTokenizer, serialize_screen
+from owa.data.episode_tokenizer import EpisodeTokenizer
 from owa.data.errors import DatasetError, PackingError, VideoNotFoundError
 from owa.data.fsl_dataset import FSLDataset
-from owa.data.messages import MediaRef, ScreenCaptured
+from owa.data.messages import MediaRef, ScreenCaptured, serialize_screen
 
 IMAGE = 99  # the image token id of the hand-written datasets
 
@@ -258,7 +258,7 @@ def test_throughput_logging_off_and_off_rank(caplog: pytest.LogCaptureFixture, m
 
 @pytest.fixture(scope="module")
 def real_tokenized(recordings_dir):
-    from tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     tokenizer = tiny_bpe_tokenizer()
     event_tokenizer = EpisodeTokenizer(image_token_length=8)
@@ -301,8 +301,8 @@ def test_real_recording_packs_every_event_once(real_tokenized, episode_aware: bo
 def test_real_recording_images_decode_in_order(real_tokenized) -> None:
     from PIL import Image
 
-    from owa.data.episode_tokenizer import deserialize_screen
     from owa.data.frames import decode_screens
+    from owa.data.messages import deserialize_screen
 
     _, _, ds = real_tokenized
     first_episode = ds.select(range(len(ds) // 2))
@@ -407,7 +407,7 @@ for sample in tqdm(dataset.take(30)):
 @pytest.fixture(scope="module")
 def spec_folders(recordings_dir, tmp_path_factory):
     """A saved Event DatasetDict (real recording) and a saved local Qwen2.5 tokenizer folder."""
-    from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, qwen25_tokenizer
 
     root = tmp_path_factory.mktemp("spec")
     events = datasets.DatasetDict(
@@ -451,7 +451,7 @@ def test_spec_complete_example_runs_as_written(spec_folders, capsys: pytest.Capt
 def test_stage_one_output_of_every_recording_end_to_end(recordings_dir, caplog: pytest.LogCaptureFixture) -> None:
     """Stage 1 over every real recording (all recorder versions, one without its video) → tokens → samples."""
     from owa.data.events import EventDatasetConfig, build_event_dataset
-    from tokenizer_fixtures import tiny_bpe_tokenizer
+    from owa.data.testing import tiny_bpe_tokenizer
 
     event_dataset = build_event_dataset(EventDatasetConfig(train_dir=recordings_dir, test_percent=0.0, num_workers=1))
     tokenizer = tiny_bpe_tokenizer()

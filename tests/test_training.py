@@ -196,7 +196,7 @@ def test_dataloader_workers_decode_real_frames(recordings_dir) -> None:
     from torch.utils.data import DataLoader
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
-    from tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     tokenizer = tiny_bpe_tokenizer()
     event_tokenizer = EpisodeTokenizer(image_token_length=4)

@@ -38,9 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from owa.data.episode_tokenizer import deserialize_screen
 from owa.data.errors import DatasetError, OWADataError, PackingError
-from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured, deserialize_screen
 from owa.data.packing import PackingPlan, plan_packing
 from owa.data.transforms import TransformStats
 
