@@ -111,6 +111,9 @@ def measure(label: str, fsl: Any, baseline: Any, n: int, repeats: int) -> dict[s
         base_s = min(base_s, seconds)
     assert (base_tokens, base_images) == (tokens, images), "baseline read different samples"
     result = {
+        "samples": n,
+        "tokens": tokens,
+        "images": images,
         "samples_per_s": n / ours_s,
         "tokens_per_s": tokens / ours_s,
         "images_per_s": images / ours_s,
@@ -126,6 +129,19 @@ def measure(label: str, fsl: Any, baseline: Any, n: int, repeats: int) -> dict[s
         f"{result['ratio_vs_baseline']:.1f}x"
     )
     return result
+
+
+def _expected(prefix: str, tokenized: Any, fsl: Any) -> dict[str, float]:
+    """What reading every sample must give, counted from the tokenized dataset (not from FSLDataset): all tokens,
+    all images, and at least ``ceil(tokens / SEQUENCE_LENGTH)`` samples. Smoke tests compare the reads with these."""
+    tokens = sum(tokenized["total_token_count"])
+    return {
+        f"{prefix}_expected_tokens": tokens,
+        f"{prefix}_expected_images": sum(len(refs) for refs in tokenized["images"]),
+        f"{prefix}_min_samples": -(-tokens // SEQUENCE_LENGTH),
+        f"{prefix}_events": len(tokenized),
+        f"{prefix}_packed_events": fsl.plan.num_events,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -163,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=False)
         text = measure("without images (lazy references)", fsl, baseline, len(fsl), args.repeats)
         results.update({f"text_{k}": v for k, v in text.items()})
+        results.update(_expected("text", tokenized, fsl))
 
         started = time.perf_counter()
         tokenized, tokenizer = tokenized_corpus(
@@ -173,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=True)
         images = measure("with images", fsl, baseline, len(fsl), args.repeats)
         results.update({f"images_{k}": v for k, v in images.items()})
+        results.update(_expected("images", tokenized, fsl))
 
     text_ratio = results["text_samples_per_s"] / UPSTREAM_SAMPLES_PER_S
     image_ratio = results["images_samples_per_s"] / UPSTREAM_IMAGE_SAMPLES_PER_S

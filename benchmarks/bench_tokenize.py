@@ -31,14 +31,16 @@ UPSTREAM_ROWS_PER_S = (833.0, 1324.0)
 
 
 def build_events(folder: Path, n_episodes: int, seconds: float):
-    """An Event Dataset split of ``n_episodes`` synthetic episodes (keyboard, mouse, screen)."""
+    """An Event Dataset split of ``n_episodes`` synthetic episodes (keyboard, mouse, screen), and how many
+    keyboard, mouse and screen messages the generator says it wrote (what the split must hold)."""
     import datasets
 
     from owa.data.recordings.sample import SampleConfig, write_sample_corpus
-    from owa.data.testing import event_dataset_from_mcap
+    from owa.data.testing import EVENT_TOPICS, event_dataset_from_mcap
 
     episodes = write_sample_corpus(folder, n_episodes, SampleConfig(seconds=seconds, video=False, seed=6))
-    return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes])
+    written = sum(e.message_counts.get(topic, 0) for e in episodes for topic in EVENT_TOPICS)
+    return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes]), written
 
 
 def row_by_row_pipeline(event_tokenizer, tokenizer, events) -> tuple[list[list[int]], float]:
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory(prefix="bench-tokenize-") as tmp:
         started = time.perf_counter()
-        events = build_events(Path(tmp), args.episodes, args.seconds)
+        events, messages_written = build_events(Path(tmp), args.episodes, args.seconds)
         print(f"corpus: {args.episodes} episodes, {len(events):,} events ({time.perf_counter() - started:.1f}s)")
         tokenizer = tiny_bpe_tokenizer() if args.quick else qwen25_tokenizer()
         event_tokenizer = EpisodeTokenizer(image_token="<image>")
@@ -113,8 +115,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if encoded != ours_ids or pipeline_ids != ours_ids:
         raise AssertionError("token ids differ between tokenize_event_dataset and tokenizer.encode")
     n = len(events)
+    config = event_tokenizer.config
     results = {
+        # Exact counts (a smoke test checks them): rows against what the generator wrote, one episode start per
+        # episode, tokens as summed from the ids (checked equal to tokenizer.encode's above).
         "rows": float(n),
+        "tokenized_rows": float(len(ours_ids)),
+        "messages_written": float(messages_written),
+        "episodes": float(args.episodes),
+        "episode_starts": float(sum(text.startswith(config.episode_start_token) for text in texts)),
+        "tokens": float(tokens),
         "ours_rows_per_s": n / ours_s,
         "ours_tokens_per_s": tokens / ours_s,
         "encode_rows_per_s": n / encode_s,

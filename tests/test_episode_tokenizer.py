@@ -330,8 +330,13 @@ def test_fingerprint_tells_episode_roots_and_vocabularies_apart(recordings_dir, 
 def test_bench_tokenize_quick_runs() -> None:
     from benchmarks.bench_tokenize import main
 
-    results = main(["--quick"])
-    assert results["rows"] > 0 and results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0
+    results = main(["--quick"])  # raises if the ids of ours and of both baselines differ
+    # Every message the generator wrote was tokenized, each of the 2 episodes got its start token, and the token
+    # count is what the ids add up to (the --quick run: 2 episodes, image token repeated 64 times).
+    assert results["rows"] == results["tokenized_rows"] == results["messages_written"] > 0
+    assert results["episode_starts"] == results["episodes"] == 2
+    assert results["tokens"] >= 9 * results["rows"]  # an event is at least 9 tokens (keyboard), screens 70
+    assert results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0
 
 
 def test_deserialize_screen_rejects_garbage() -> None:

@@ -334,9 +334,14 @@ def test_missing_video_raises_or_is_skipped_and_counted(tmp_path) -> None:
 def test_bench_fsl_quick_runs() -> None:
     from benchmarks.bench_fsl import main
 
-    results = main(["--quick"])
+    results = main(["--quick"])  # raises if the row-by-row baseline read other tokens or images than ours
+    for part in ("text", "images"):  # reading every sample gives back every event's tokens and images
+        assert results[f"{part}_packed_events"] == results[f"{part}_events"] > 0
+        assert results[f"{part}_tokens"] == results[f"{part}_expected_tokens"] > 0
+        assert results[f"{part}_images"] == results[f"{part}_expected_images"] > 0
+        assert results[f"{part}_samples"] >= results[f"{part}_min_samples"]
     assert results["text_samples_per_s"] > 0 and results["images_images_per_s"] > 0
-    assert results["images_mb_per_s"] > 0
+    assert results["images_mb_per_s"] > 0  # frames were decoded with load_images=True
 
 
 # ------------------------------------------------------------------------------------------------------------
