@@ -125,8 +125,11 @@ def _save(table: pa.Table, path: Path) -> None:
     datasets.Dataset(table.cast(event_features().arrow_schema)).save_to_disk(str(path))
 
 
-def time_ours(input_dir: Path, output_dir: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one end-to-end run: load, bin (10 fps, filter empty), atomic write, reload."""
+def time_ours(input_dir: Path, output_dir: Path) -> tuple[float, float, dict[str, int]]:
+    """Wall and CPU seconds of one end-to-end run: load, bin (10 fps, filter empty), atomic write, reload.
+
+    Also the output's ``episodes`` (distinct paths) and ``actions`` (action events over all bins), counted untimed.
+    """
     import datasets
 
     from owa.data.binning import BinningConfig, build_binned_dataset
@@ -138,8 +141,13 @@ def time_ours(input_dir: Path, output_dir: Path) -> tuple[float, float]:
         output_dir=output_dir,
         overwrite=True,
     )
-    assert len(binned) > 0
-    return time.perf_counter() - wall, time.process_time() - cpu
+    elapsed = time.perf_counter() - wall, time.process_time() - cpu
+    table = binned.select_columns(["episode_path", "actions"]).with_format("arrow")[:]
+    counts = {
+        "episodes": len(pc.unique(table.column("episode_path"))),
+        "actions": pc.sum(pc.list_value_length(table.column("actions"))).as_py() or 0,
+    }
+    return *elapsed, counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,6 +202,21 @@ def time_upstream(input_dir: Path, sample_episodes: int) -> tuple[float, int, in
     return per_episode, len(paths), len(dataset)
 
 
+def _output_counts(
+    sizes: dict[str, tuple[int, bool]], actions: dict[str, int], output: dict[str, dict[str, int]]
+) -> dict[str, float]:
+    """Exact counts for the smoke test, per size (``n``, ``3n``, ``n_unsorted``): episodes and action events in the
+    input, and in the binned output (which must hold every episode and every action)."""
+    counts: dict[str, float] = {}
+    for label, (episodes, _) in sizes.items():
+        key = label.lower().replace(" ", "_")
+        counts[f"episodes_{key}"] = episodes
+        counts[f"binned_episodes_{key}"] = output[label]["episodes"]
+        counts[f"actions_{key}"] = actions[label]
+        counts[f"binned_actions_{key}"] = output[label]["actions"]
+    return counts
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run that checks nothing")
@@ -212,17 +235,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     try:
         sizes = {"N": (n, True), "3N": (3 * n, True), "N unsorted": (n, False)}
         rows: dict[str, int] = {}
+        actions: dict[str, int] = {}  # keyboard and mouse rows: every one must land in exactly one bin
+        output: dict[str, dict[str, int]] = {}
         for label, (episodes, sorted_rows) in sizes.items():
             table = synthesize(episodes, seed=episodes, sorted_rows=sorted_rows)
             _save(table, work / label.replace(" ", "-"))
             rows[label] = table.num_rows
+            actions[label] = pc.sum(pc.is_in(table.column("topic"), pa.array(["keyboard", "mouse"]))).as_py()
             del table
         # Interleave the repeats so every size sees the same background load; keep the best of each.
         wall = dict.fromkeys(sizes, float("inf"))
         cpu = dict.fromkeys(sizes, float("inf"))
         for _ in range(repeats):
             for label in sizes:
-                run_wall, run_cpu = time_ours(work / label.replace(" ", "-"), work / "binned")
+                run_wall, run_cpu, output[label] = time_ours(work / label.replace(" ", "-"), work / "binned")
                 wall[label], cpu[label] = min(wall[label], run_wall), min(cpu[label], run_cpu)
         for label, (episodes, _) in sizes.items():
             print(
@@ -239,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f"{upstream_rate:,.0f} events/s (upstream reported {UPSTREAM_REPORTED_EVENTS_PER_S:.0f} events/s)"
         )
         results = {
+            **_output_counts(sizes, actions, output),
             "events_per_s_n": rows["N"] / wall["N"],
             "events_per_s_3n": rows["3N"] / wall["3N"],
             "events_per_s_n_unsorted": rows["N unsorted"] / wall["N unsorted"],

@@ -59,8 +59,26 @@ def bare_read(corpus: Path) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def run_ours(corpus: Path, workers: int) -> tuple[float, float]:
-    """Seconds end to end and peak RSS (MiB) of the stage-1 script in a fresh process.
+def topic_counts(corpus: Path) -> dict[str, int]:
+    """Messages per topic over the corpus, from each file's summary statistics (untimed; no message is read)."""
+    from collections import Counter
+
+    from mcap.reader import make_reader
+
+    counts: Counter[str] = Counter()
+    for path in sorted(corpus.rglob("*.mcap")):
+        with open(path, "rb") as f:
+            summary = make_reader(f).get_summary()
+        assert summary is not None and summary.statistics is not None, f"{path} has no summary statistics"
+        for channel_id, count in summary.statistics.channel_message_counts.items():
+            counts[summary.channels[channel_id].topic] += count
+    return dict(counts)
+
+
+def run_ours(corpus: Path, workers: int) -> tuple[float, float, dict[str, int]]:
+    """Seconds end to end, peak RSS (MiB) and output counts of the stage-1 script in a fresh process.
+
+    The counts (read after the timing) are the dataset's ``rows`` over all splits and distinct ``episodes``.
 
     A small wrapper process runs the script and reports its children's peak RSS, so each measurement
     sees only its own run (``RUSAGE_CHILDREN`` never decreases within one process).
@@ -81,13 +99,24 @@ def run_ours(corpus: Path, workers: int) -> tuple[float, float]:
         env={**os.environ, "TQDM_DISABLE": "1"},
     )
     seconds = time.perf_counter() - started
-    shutil.rmtree(out.parent, ignore_errors=True)
     if result.returncode != 0:
+        shutil.rmtree(out.parent, ignore_errors=True)
         raise SystemExit(f"stage 1 failed:\n{result.stderr}")
-    return seconds, int(result.stdout.split()[-1]) / 1024
+    import datasets
+
+    splits = datasets.load_from_disk(str(out))
+    counts = {
+        "rows": sum(len(split) for split in splits.values()),
+        "episodes": len({path for split in splits.values() for path in split.unique("episode_path")}),
+    }
+    del splits
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return seconds, int(result.stdout.split()[-1]) / 1024, counts
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    from owa.data.events import DEFAULT_KEEP_TOPICS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=1200)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -104,12 +133,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     third = max(1, args.episodes // 3)
     small = make_corpus(args.work_dir, third, args.seconds)
     bare_s, messages = bare_read(corpus)
-    ours_s, peak_mib = run_ours(corpus, args.workers)
-    _, small_peak_mib = run_ours(small, args.workers)
+    topics = topic_counts(corpus)
+    ours_s, peak_mib, counts = run_ours(corpus, args.workers)
+    _, small_peak_mib, _ = run_ours(small, args.workers)
     ratio = bare_s / ours_s
     figures = {
         "episodes": args.episodes,
         "messages": messages,
+        # Exact counts for the smoke test: every episode is in the output; its rows are the kept topics' messages
+        # minus what the rate rules dropped (keyboard is never rate-limited).
+        "ours_rows": counts["rows"],
+        "ours_episodes": counts["episodes"],
+        "kept_topic_messages": sum(topics.get(topic, 0) for topic in DEFAULT_KEEP_TOPICS),
+        "keyboard_messages": topics.get("keyboard", 0),
         "bare_seconds": bare_s,
         "ours_seconds": ours_s,
         "bare_msgs_per_s": messages / bare_s,

@@ -43,10 +43,10 @@ SEQUENCE_LENGTH = 1024
 def tokenized_corpus(folder: Path, n_episodes: int, seconds: float, *, video: bool, width: int, height: int):
     """Synthetic episodes → Event Dataset → tokenized dataset, and the EpisodeTokenizer and tokenizer used."""
     import datasets
-    from tests.tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
     from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     config = SampleConfig(seconds=seconds, video=video, width=width, height=height, keyframe_interval_s=2.0, seed=6)
     episodes = write_sample_corpus(folder, n_episodes, config, workers=2 if video and n_episodes > 1 else 1)
@@ -79,7 +79,7 @@ class RowByRowBaseline:
         self.load_images = load_images
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from owa.data.episode_tokenizer import deserialize_screen
+        from owa.data.messages import deserialize_screen
 
         start, end = self.plan.event_range(index)
         token_ids: list[int] = []
@@ -111,6 +111,9 @@ def measure(label: str, fsl: Any, baseline: Any, n: int, repeats: int) -> dict[s
         base_s = min(base_s, seconds)
     assert (base_tokens, base_images) == (tokens, images), "baseline read different samples"
     result = {
+        "samples": n,
+        "tokens": tokens,
+        "images": images,
         "samples_per_s": n / ours_s,
         "tokens_per_s": tokens / ours_s,
         "images_per_s": images / ours_s,
@@ -126,6 +129,19 @@ def measure(label: str, fsl: Any, baseline: Any, n: int, repeats: int) -> dict[s
         f"{result['ratio_vs_baseline']:.1f}x"
     )
     return result
+
+
+def _expected(prefix: str, tokenized: Any, fsl: Any) -> dict[str, float]:
+    """What reading every sample must give, counted from the tokenized dataset (not from FSLDataset): all tokens,
+    all images, and at least ``ceil(tokens / SEQUENCE_LENGTH)`` samples. Smoke tests compare the reads with these."""
+    tokens = sum(tokenized["total_token_count"])
+    return {
+        f"{prefix}_expected_tokens": tokens,
+        f"{prefix}_expected_images": sum(len(refs) for refs in tokenized["images"]),
+        f"{prefix}_min_samples": -(-tokens // SEQUENCE_LENGTH),
+        f"{prefix}_events": len(tokenized),
+        f"{prefix}_packed_events": fsl.plan.num_events,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -163,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=False)
         text = measure("without images (lazy references)", fsl, baseline, len(fsl), args.repeats)
         results.update({f"text_{k}": v for k, v in text.items()})
+        results.update(_expected("text", tokenized, fsl))
 
         started = time.perf_counter()
         tokenized, tokenizer = tokenized_corpus(
@@ -173,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         baseline = RowByRowBaseline(tokenized, fsl, tokenizer.pad_token_id, load_images=True)
         images = measure("with images", fsl, baseline, len(fsl), args.repeats)
         results.update({f"images_{k}": v for k, v in images.items()})
+        results.update(_expected("images", tokenized, fsl))
 
     text_ratio = results["text_samples_per_s"] / UPSTREAM_SAMPLES_PER_S
     image_ratio = results["images_samples_per_s"] / UPSTREAM_IMAGE_SAMPLES_PER_S

@@ -5,7 +5,7 @@
 
 Corpus: seeded sample episodes (``owa.data.recordings.synthetic``, no video needed), their keyboard, mouse and screen
 messages read with the bare ``mcap`` package into an Event Dataset. Tokenizer: the real Qwen2.5 vocabulary
-(``tests/tokenizer_fixtures.py``), image token ``<image>`` repeated 64 times, as in the spec's Quick Start.
+(``owa.data.testing``), image token ``<image>`` repeated 64 times, as in the spec's Quick Start.
 
 * **Ours**: ``tokenize_event_dataset`` end to end (event encoding, episode tokens, ids, image references, arrow
   output), with its automatic process count.
@@ -31,14 +31,16 @@ UPSTREAM_ROWS_PER_S = (833.0, 1324.0)
 
 
 def build_events(folder: Path, n_episodes: int, seconds: float):
-    """An Event Dataset split of ``n_episodes`` synthetic episodes (keyboard, mouse, screen)."""
+    """An Event Dataset split of ``n_episodes`` synthetic episodes (keyboard, mouse, screen), and how many
+    keyboard, mouse and screen messages the generator says it wrote (what the split must hold)."""
     import datasets
-    from tests.tokenizer_fixtures import event_dataset_from_mcap
 
     from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
+    from owa.data.testing import EVENT_TOPICS, event_dataset_from_mcap
 
     episodes = write_sample_corpus(folder, n_episodes, SampleConfig(seconds=seconds, video=False, seed=6))
-    return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes])
+    written = sum(e.message_counts.get(topic, 0) for e in episodes for topic in EVENT_TOPICS)
+    return datasets.concatenate_datasets([event_dataset_from_mcap(e.mcap_path) for e in episodes]), written
 
 
 def row_by_row_pipeline(event_tokenizer, tokenizer, events) -> tuple[list[list[int]], float]:
@@ -84,13 +86,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     import datasets
 
     datasets.disable_progress_bars()
-    from tests.tokenizer_fixtures import qwen25_tokenizer, tiny_bpe_tokenizer
-
     from owa.data.episode_tokenizer import EpisodeTokenizer
+    from owa.data.testing import qwen25_tokenizer, tiny_bpe_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="bench-tokenize-") as tmp:
         started = time.perf_counter()
-        events = build_events(Path(tmp), args.episodes, args.seconds)
+        events, messages_written = build_events(Path(tmp), args.episodes, args.seconds)
         print(f"corpus: {args.episodes} episodes, {len(events):,} events ({time.perf_counter() - started:.1f}s)")
         tokenizer = tiny_bpe_tokenizer() if args.quick else qwen25_tokenizer()
         event_tokenizer = EpisodeTokenizer(image_token="<image>")
@@ -114,8 +115,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if encoded != ours_ids or pipeline_ids != ours_ids:
         raise AssertionError("token ids differ between tokenize_event_dataset and tokenizer.encode")
     n = len(events)
+    config = event_tokenizer.config
     results = {
+        # Exact counts (a smoke test checks them): rows against what the generator wrote, one episode start per
+        # episode, tokens as summed from the ids (checked equal to tokenizer.encode's above).
         "rows": float(n),
+        "tokenized_rows": float(len(ours_ids)),
+        "messages_written": float(messages_written),
+        "episodes": float(args.episodes),
+        "episode_starts": float(sum(text.startswith(config.episode_start_token) for text in texts)),
+        "tokens": float(tokens),
         "ours_rows_per_s": n / ours_s,
         "ours_tokens_per_s": tokens / ours_s,
         "encode_rows_per_s": n / encode_s,

@@ -630,6 +630,9 @@ def test_benchmark_quick_mode_runs() -> None:
     assert all(McapMessage.model_validate_json(blob).decoded for blob in table.column("mcap_message").to_pylist())
     results = bench_binning.main(["--quick", "--episodes", "4"])
     assert results["event_ratio_3n_over_n"] == pytest.approx(3, rel=0.3)
+    for size, episodes in (("n", 4), ("3n", 12), ("n_unsorted", 4)):  # every episode and action was binned
+        assert results[f"binned_episodes_{size}"] == results[f"episodes_{size}"] == episodes
+        assert results[f"binned_actions_{size}"] == results[f"actions_{size}"] > 0
     assert results["events_per_s_n"] > 0 and results["upstream_events_per_s"] > 0
 
 

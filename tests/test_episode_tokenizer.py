@@ -9,16 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from owa.data.episode_tokenizer import (
-    EpisodeTokenizer,
-    EpisodeTokenizerConfig,
-    _occurs_in_concatenation,
-    deserialize_screen,
-    serialize_screen,
-)
+from owa.data._token_lookup import occurs_in_concatenation
+from owa.data.encoders import HierarchicalConfig, JsonConfig
+from owa.data.episode_tokenizer import EpisodeTokenizer, EpisodeTokenizerConfig
 from owa.data.errors import DatasetError, EncodingError, TokenizerNotPreparedError
-from owa.data.messages import McapMessage, MediaRef, ScreenCaptured
-from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer, tiny_bpe_tokenizer
+from owa.data.messages import McapMessage, MediaRef, ScreenCaptured, deserialize_screen, serialize_screen
+from owa.data.testing import event_dataset_from_mcap, qwen25_tokenizer, tiny_bpe_tokenizer
 
 KEY_A = McapMessage(
     topic="keyboard",
@@ -67,6 +63,94 @@ def test_config_defaults_are_the_spec_and_validated() -> None:
         EpisodeTokenizer(episode_end_token="<EPISODE_START>")
     with pytest.raises(ValueError, match="encoder_type"):
         EpisodeTokenizer(encoder_type="yaml")
+
+
+MOVE = McapMessage(
+    topic="mouse",
+    timestamp=1_234_567_890,
+    message=b'{"event_type":"move","x":1280,"y":720}',
+    message_type="desktop/MouseEvent",
+)
+
+
+def test_screen_size_is_an_option_and_changes_the_coordinates_exactly() -> None:
+    # (1280, 720) is 2/3 of 1920x1080: floor(4096 * 2/3) = 2730 = <10><10><10> per axis; on 2560x1440 it is the
+    # middle: 2048 = <8><0><0>. Digits are interleaved x1 y1 x2 y2 x3 y3.
+    start = "<EVENT_START><TIMESTAMP><1><2><3><MOUSE><move>"
+    default = EpisodeTokenizer(image_token_length=2)
+    wide = EpisodeTokenizer(image_token="<image>", image_token_length=2, screen_size=(2560, 1440))
+    assert wide.config.encoder_config == HierarchicalConfig(image_token="<image>", screen_size=(2560, 1440))
+    assert wide.encoder.config is wide.config.encoder_config
+    tokenizer = tiny_bpe_tokenizer()
+    for event_tokenizer, digits in ((default, "<10>" * 6), (wide, "<8><8><0><0><0><0>")):
+        event_tokenizer.prepare_model(tokenizer=tokenizer)
+        out = event_tokenizer.tokenize(MOVE)
+        assert out["text"] == start + digits + "<EVENT_END>"
+        assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
+    # The same through a config object, and back through its JSON form (saved metadata).
+    config = EpisodeTokenizerConfig().with_options(
+        image_token="<image>", image_token_length=2, screen_size=(2560, 1440)
+    )
+    assert config == wide.config == EpisodeTokenizer(config).config == EpisodeTokenizer.from_config(config).config
+    assert EpisodeTokenizerConfig.from_json(orjson.loads(orjson.dumps(config.to_json()))) == config
+    assert config.to_json()["encoder_config"] == {"image_token": "<image>", "screen_size": [2560, 1440]}
+
+
+def test_options_override_a_config_and_unknown_ones_are_listed() -> None:
+    base = EpisodeTokenizerConfig().with_options(image_token="<image>", screen_size=(800, 600))
+    changed = EpisodeTokenizer(base, image_token="<img>", image_token_length=3)
+    # image_token is one setting: it reaches the encoder; the encoder's other fields are kept.
+    assert changed.config.encoder_config == HierarchicalConfig(image_token="<img>", screen_size=(800, 600))
+    assert changed.config.image_token_length == 3 and base.image_token_length == 64
+    # Another encoder type starts from that encoder's defaults.
+    as_json = EpisodeTokenizer(base, encoder_type="json")
+    assert as_json.config.encoder_config == JsonConfig(image_token="<image>")
+    assert type(as_json.encoder).__name__ == "JsonEncoder"
+    with pytest.raises(TypeError, match=r"screen_sz\. Allowed: encoder_type, image_token, .*screen_size"):
+        EpisodeTokenizer(screen_sz=(1, 1))
+    with pytest.raises(TypeError, match=r"Unknown EpisodeTokenizer option\(s\): screen_size"):
+        EpisodeTokenizer(encoder_type="json", screen_size=(1, 1))  # the json encoder has no screen size
+    with pytest.raises(ValueError, match="screen_size"):
+        EpisodeTokenizer(screen_size=(0, 1080))
+    with pytest.raises(ValueError, match="differs from image_token"):
+        EpisodeTokenizerConfig(image_token="<image>", encoder_config=HierarchicalConfig())
+    with pytest.raises(ValueError, match="must be a JsonConfig"):
+        EpisodeTokenizerConfig(encoder_type="json", encoder_config=HierarchicalConfig())
+    with pytest.raises(TypeError, match="EpisodeTokenizerConfig"):
+        EpisodeTokenizer("json")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="image_token_length"):
+        EpisodeTokenizer(image_token_length=True)
+
+
+def test_fingerprint_includes_the_encoder_config(recordings_dir) -> None:
+    events = event_dataset_from_mcap(recordings_dir / "0.5.1.mcap", episode_path="0.5.1.mcap").select(range(20))
+    tokenizer = tiny_bpe_tokenizer()
+    fingerprints = []
+    for size in ((1920, 1080), (2560, 1440)):
+        event_tokenizer = EpisodeTokenizer(image_token_length=2, screen_size=size)
+        event_tokenizer.prepare_model(tokenizer=tokenizer)
+        fingerprints.append(event_tokenizer.tokenize_event_dataset(events, episode_root=recordings_dir)._fingerprint)
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_screen_serialization_lives_in_messages_and_is_re_exported() -> None:
+    import owa.data.episode_tokenizer as episode_tokenizer
+    import owa.data.messages as messages
+
+    assert episode_tokenizer.deserialize_screen is messages.deserialize_screen
+    assert episode_tokenizer.serialize_screen is messages.serialize_screen
+
+
+def test_testing_helpers_need_no_pytest() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from owa.data.testing import tiny_bpe_tokenizer; tiny_bpe_tokenizer(); "
+        "assert 'pytest' not in sys.modules, 'owa.data.testing imported pytest'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_everything_needs_prepare_model_first() -> None:
@@ -165,7 +249,7 @@ def test_tokenize_screen_repeats_the_image_token(tmp_path) -> None:
 
 def test_real_recording_ids_equal_tokenizer_encode(qwen, two_episodes, recordings_dir) -> None:
     event_tokenizer, tokenizer = qwen
-    assert event_tokenizer._lookup_is_exact  # the fast path is the one under test
+    assert event_tokenizer._lookup.is_exact  # the fast path is the one under test
     out = event_tokenizer.tokenize_event_dataset(two_episodes)
     assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
     assert out.features["token_ids"].feature.dtype == "int32"
@@ -202,7 +286,7 @@ def test_lookup_equals_qwen_encode_on_any_token_sequence(qwen, data: st.DataObje
     vocab = event_tokenizer.get_vocab()
     tokens = data.draw(st.lists(st.sampled_from(vocab), min_size=1, max_size=40))
     text = "".join(tokens)
-    assert event_tokenizer._ids([text], tokenizer)[0] == tokenizer.encode(text, add_special_tokens=False)
+    assert event_tokenizer._lookup.ids([text])[0] == tokenizer.encode(text, add_special_tokens=False)
 
 
 def test_json_encoder_texts_go_through_the_tokenizer(recordings_dir) -> None:
@@ -225,7 +309,7 @@ def test_a_conflicting_added_token_turns_the_lookup_off() -> None:
     foreign = tokenizer.convert_tokens_to_ids("<1><2>")
     event_tokenizer = EpisodeTokenizer()
     event_tokenizer.prepare_model(tokenizer=tokenizer)
-    assert not event_tokenizer._lookup_is_exact
+    assert not event_tokenizer._lookup.is_exact
     out = event_tokenizer.tokenize(KEY_A)
     assert out["token_ids"] == tokenizer.encode(out["text"], add_special_tokens=False)
     assert foreign in out["token_ids"]
@@ -234,9 +318,9 @@ def test_a_conflicting_added_token_turns_the_lookup_off() -> None:
 def test_occurs_in_concatenation() -> None:
     tokens = {"<1>", "<2>", "<12>", "<EVENT_END>", "<image>"}
     for text in ("<1><2>", "1><2", "><", "2><E", "ENT", "<1", "2>", "<image><1>", "mage><12><E"):
-        assert _occurs_in_concatenation(text, tokens), text
+        assert occurs_in_concatenation(text, tokens), text
     for text in ("<3>", "<1><3>", "1>x", "12><3", "<1>>", "abc", "<image_pad>", "", "x<1>"):
-        assert not _occurs_in_concatenation(text, tokens), text
+        assert not occurs_in_concatenation(text, tokens), text
 
 
 def test_more_processes_give_the_same_dataset(recordings_dir) -> None:
@@ -335,8 +419,13 @@ def test_fingerprint_tells_episode_roots_and_vocabularies_apart(recordings_dir, 
 def test_bench_tokenize_quick_runs() -> None:
     from benchmarks.bench_tokenize import main
 
-    results = main(["--quick"])
-    assert results["rows"] > 0 and results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0
+    results = main(["--quick"])  # raises if the ids of ours and of both baselines differ
+    # Every message the generator wrote was tokenized, each of the 2 episodes got its start token, and the token
+    # count is what the ids add up to (the --quick run: 2 episodes, image token repeated 64 times).
+    assert results["rows"] == results["tokenized_rows"] == results["messages_written"] > 0
+    assert results["episode_starts"] == results["episodes"] == 2
+    assert results["tokens"] >= 9 * results["rows"]  # an event is at least 9 tokens (keyboard), screens 70
+    assert results["ours_rows_per_s"] > 0 and results["ratio_vs_encode"] > 0
 
 
 def test_deserialize_screen_rejects_garbage() -> None:

@@ -306,6 +306,10 @@ def test_benchmark_quick_mode_runs() -> None:
 
     figures = bench_events.main(["--quick"])
     assert figures["messages"] > 0 and figures["ours_seconds"] > 0 and figures["ratio"] > 0
+    # The timed script really built the dataset: all 6 episodes, every keyboard event, no more than was kept.
+    assert figures["ours_episodes"] == figures["episodes"] == 6
+    assert 0 < figures["keyboard_messages"] <= figures["ours_rows"] <= figures["kept_topic_messages"]
+    assert figures["kept_topic_messages"] < figures["messages"]  # the corpus also has window and state topics
 
 
 def test_interrupt_leaves_no_partial_output(corpus: Path, tmp_path: Path) -> None:

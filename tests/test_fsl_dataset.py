@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from owa.data.episode_tokenizer import EpisodeTokenizer, serialize_screen
+from owa.data.episode_tokenizer import EpisodeTokenizer
 from owa.data.errors import DatasetError, PackingError, VideoNotFoundError
-from owa.data.fsl_dataset import FSLDataset
-from owa.data.messages import MediaRef, ScreenCaptured
+from owa.data.fsl_dataset import FSLDataset, FSLDatasetConfig
+from owa.data.messages import MediaRef, ScreenCaptured, serialize_screen
 
 IMAGE = 99  # the image token id of the hand-written datasets
 
@@ -223,6 +223,54 @@ def test_usage_errors() -> None:
     assert info.value.row == 2 and info.value.path == "b.mcap"
 
 
+def test_config_and_keywords_build_the_same_dataset() -> None:
+    ds = tokenized(EVENTS, EPISODES)
+    options = {"pad_token_id": 0, "max_sequence_length": 6, "episode_aware": True, "return_position_ids": True}
+    config = FSLDatasetConfig(**options, log_every=None)
+    by_keywords = FSLDataset(ds, **options, log_every=None).prepare()
+    by_config = FSLDataset(ds, config=config).prepare()
+    positional = FSLDataset(ds, config).prepare()
+    assert by_keywords.config == by_config.config == positional.config == config
+    assert by_config.max_sequence_length == 6 and by_config.episode_aware and by_config.log_every is None
+    for a, b in zip(by_keywords, by_config, strict=True):
+        assert a["token_ids"].tolist() == b["token_ids"].tolist()
+        assert a["position_ids"].tolist() == b["position_ids"].tolist()
+    assert [s["token_ids"].tolist() for s in by_config] == [[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 10, 0]]
+    # Keywords override the config's fields (documented rule), and the override is validated like the config.
+    longer = FSLDataset(ds, config, max_sequence_length=12, episode_aware=False).prepare()
+    assert longer.config == FSLDatasetConfig(
+        pad_token_id=0, max_sequence_length=12, return_position_ids=True, log_every=None
+    )
+    assert len(longer) == 1 and longer[0]["total_token_count"] == 10
+    with pytest.raises(ValueError, match="max_sequence_length"):
+        FSLDataset(ds, config, max_sequence_length=0)
+    assert FSLDatasetConfig(pad_token_id=np.int64(3), max_sequence_length=np.int32(8), log_every=0) == FSLDatasetConfig(
+        pad_token_id=3, max_sequence_length=8, log_every=None
+    )
+
+
+@pytest.mark.parametrize("length", [True, False, 0, -1, 8.0, "8", None])
+def test_max_sequence_length_must_be_a_positive_integer(length: object) -> None:
+    with pytest.raises(ValueError, match=r"Invalid max_sequence_length .*positive integer"):
+        FSLDataset(tokenized(EVENTS, EPISODES), pad_token_id=0, max_sequence_length=length)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_sequence_length"):
+        FSLDatasetConfig(pad_token_id=0, max_sequence_length=length)  # type: ignore[arg-type]
+
+
+def test_config_usage_errors() -> None:
+    ds = tokenized(EVENTS, EPISODES)
+    with pytest.raises(ValueError, match="pad_token_id"):
+        FSLDataset(ds, pad_token_id=True, max_sequence_length=8)
+    with pytest.raises(ValueError, match="log_every"):
+        FSLDatasetConfig(pad_token_id=0, max_sequence_length=8, log_every=-1)
+    with pytest.raises(TypeError, match=r"Unknown FSLDataset option\(s\): max_seq_len\. Allowed: pad_token_id, "):
+        FSLDataset(ds, pad_token_id=0, max_seq_len=8)
+    with pytest.raises(TypeError, match="max_sequence_length"):
+        FSLDataset(ds, pad_token_id=0)
+    with pytest.raises(TypeError, match="FSLDatasetConfig"):
+        FSLDataset(ds, {"pad_token_id": 0, "max_sequence_length": 8})  # type: ignore[arg-type]
+
+
 LOG_LINE = re.compile(
     r"^FSL\[(\d+)\] \| Total: [\d.]+s/s, [\d,]+t/s, [\d.]+i/s, [\d.]+MB/s \| EMA: [\d.]+s/s, [\d,]+t/s, [\d.]+i/s, "
     r"[\d.]+MB/s$"
@@ -258,7 +306,7 @@ def test_throughput_logging_off_and_off_rank(caplog: pytest.LogCaptureFixture, m
 
 @pytest.fixture(scope="module")
 def real_tokenized(recordings_dir):
-    from tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     tokenizer = tiny_bpe_tokenizer()
     event_tokenizer = EpisodeTokenizer(image_token_length=8)
@@ -301,8 +349,8 @@ def test_real_recording_packs_every_event_once(real_tokenized, episode_aware: bo
 def test_real_recording_images_decode_in_order(real_tokenized) -> None:
     from PIL import Image
 
-    from owa.data.episode_tokenizer import deserialize_screen
     from owa.data.frames import decode_screens
+    from owa.data.messages import deserialize_screen
 
     _, _, ds = real_tokenized
     first_episode = ds.select(range(len(ds) // 2))
@@ -334,9 +382,14 @@ def test_missing_video_raises_or_is_skipped_and_counted(tmp_path) -> None:
 def test_bench_fsl_quick_runs() -> None:
     from benchmarks.bench_fsl import main
 
-    results = main(["--quick"])
+    results = main(["--quick"])  # raises if the row-by-row baseline read other tokens or images than ours
+    for part in ("text", "images"):  # reading every sample gives back every event's tokens and images
+        assert results[f"{part}_packed_events"] == results[f"{part}_events"] > 0
+        assert results[f"{part}_tokens"] == results[f"{part}_expected_tokens"] > 0
+        assert results[f"{part}_images"] == results[f"{part}_expected_images"] > 0
+        assert results[f"{part}_samples"] >= results[f"{part}_min_samples"]
     assert results["text_samples_per_s"] > 0 and results["images_images_per_s"] > 0
-    assert results["images_mb_per_s"] > 0
+    assert results["images_mb_per_s"] > 0  # frames were decoded with load_images=True
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -347,7 +400,7 @@ QUICK_START_STEP_4 = """
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 from owa.data.episode_tokenizer import EpisodeTokenizer
-from owa.data.fsl_dataset import FSLDataset
+from owa.data.fsl_dataset import FSLDataset, FSLDatasetConfig
 
 event_dataset = load_from_disk('$EVENT_DATASET_DIR')
 tokenizer = AutoTokenizer.from_pretrained('HuggingFaceTB/SmolVLM2-2.2B-Base')
@@ -370,7 +423,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from owa.data.episode_tokenizer import EpisodeTokenizer
-from owa.data.fsl_dataset import FSLDataset
+from owa.data.fsl_dataset import FSLDataset, FSLDatasetConfig
 
 # Load event dataset
 event_dataset = load_from_disk("/mnt/raid12/datasets/owa/data/super-hexagon-event")
@@ -407,7 +460,7 @@ for sample in tqdm(dataset.take(30)):
 @pytest.fixture(scope="module")
 def spec_folders(recordings_dir, tmp_path_factory):
     """A saved Event DatasetDict (real recording) and a saved local Qwen2.5 tokenizer folder."""
-    from tokenizer_fixtures import event_dataset_from_mcap, qwen25_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, qwen25_tokenizer
 
     root = tmp_path_factory.mktemp("spec")
     events = datasets.DatasetDict(
@@ -451,7 +504,7 @@ def test_spec_complete_example_runs_as_written(spec_folders, capsys: pytest.Capt
 def test_stage_one_output_of_every_recording_end_to_end(recordings_dir, caplog: pytest.LogCaptureFixture) -> None:
     """Stage 1 over every real recording (all recorder versions, one without its video) → tokens → samples."""
     from owa.data.events import EventDatasetConfig, build_event_dataset
-    from tokenizer_fixtures import tiny_bpe_tokenizer
+    from owa.data.testing import tiny_bpe_tokenizer
 
     event_dataset = build_event_dataset(EventDatasetConfig(train_dir=recordings_dir, test_percent=0.0, num_workers=1))
     tokenizer = tiny_bpe_tokenizer()

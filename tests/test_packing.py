@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from owa.data.errors import PackingError
-from owa.data.packing import episode_starts, plan_packing
+from owa.data.packing import plan_packing
 
 
 def test_greedy_packing_exact_offsets() -> None:
@@ -45,8 +45,7 @@ def test_a_later_small_event_does_not_jump_the_queue() -> None:
 
 
 def test_episode_aware_packing_cuts_at_episode_starts() -> None:
-    starts = episode_starts(np.array(["a", "a", "b", "b", "b"]))
-    assert starts.tolist() == [True, False, True, False, False]
+    starts = np.array([True, False, True, False, False])  # episodes a, a, b, b, b
     lengths = np.array([2, 2, 2, 2, 2])
     assert plan_packing(lengths, max_sequence_length=10).event_offsets.tolist() == [0, 5]
     aware = plan_packing(lengths, max_sequence_length=10, episode_start=starts)
@@ -61,7 +60,6 @@ def test_empty_input_has_no_samples() -> None:
     plan = plan_packing(np.array([], dtype=np.int64), max_sequence_length=8)
     assert len(plan) == 0
     assert plan.event_offsets.tolist() == [0]
-    assert episode_starts(np.array([])).tolist() == []
 
 
 def test_event_longer_than_max_sequence_length_is_named() -> None:
@@ -109,7 +107,8 @@ def test_packing_invariants(limit: int, data: st.DataObject, episode_aware: bool
     lengths = data.draw(st.lists(st.integers(0, limit), max_size=60))
     episodes = data.draw(st.lists(st.integers(0, 3), min_size=len(lengths), max_size=len(lengths)))
     episodes = np.cumsum(np.array(episodes, dtype=np.int64) == 0).tolist() if episodes else []  # contiguous runs
-    starts = episode_starts(np.array(episodes)) if episode_aware else None
+    starts = np.array([i == 0 or episodes[i] != episodes[i - 1] for i in range(len(episodes))], dtype=bool)
+    starts = starts if episode_aware else None
     plan = plan_packing(np.array(lengths, dtype=np.int64), max_sequence_length=limit, episode_start=starts)
 
     offsets = plan.event_offsets.tolist()

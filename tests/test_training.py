@@ -196,7 +196,7 @@ def test_dataloader_workers_decode_real_frames(recordings_dir) -> None:
     from torch.utils.data import DataLoader
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
-    from tokenizer_fixtures import event_dataset_from_mcap, tiny_bpe_tokenizer
+    from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
     tokenizer = tiny_bpe_tokenizer()
     event_tokenizer = EpisodeTokenizer(image_token_length=4)
@@ -210,3 +210,32 @@ def test_dataloader_workers_decode_real_frames(recordings_dir) -> None:
     expected = [np.asarray(image) for sample in fsl for image in sample["images"]]
     assert len(images) == len(expected) == 17
     assert all(np.array_equal(a, b) for a, b in zip(images, expected, strict=True))
+
+
+def test_rank_and_world_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from owa.data.distributed import rank_and_world_size
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert rank_and_world_size() == (0, 1)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert rank_and_world_size() == (2, 4)
+    sampler = DistributedFSLSampler(10)  # its defaults come from the same function
+    assert (sampler.rank, sampler.num_replicas) == (2, 4)
+    monkeypatch.setenv("RANK", "first")
+    with pytest.raises(ValueError, match=r"Invalid \$RANK \('first'\)"):
+        rank_and_world_size()
+
+
+def test_data_modules_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; "  # any 'import torch' now fails
+        "import owa.data.fsl_dataset, owa.data.training, owa.data.distributed; "
+        "assert owa.data.distributed.rank_and_world_size()[1] >= 1"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -60,7 +60,9 @@ _LAZY = {
     "create_event_dataset_transform": "owa.data.transforms",
     "create_binned_dataset_transform": "owa.data.transforms",
     "EpisodeTokenizer": "owa.data.episode_tokenizer",
+    "EpisodeTokenizerConfig": "owa.data.episode_tokenizer",
     "FSLDataset": "owa.data.fsl_dataset",
+    "FSLDatasetConfig": "owa.data.fsl_dataset",
     "decode_screens": "owa.data.frames",
 }
 

@@ -15,50 +15,49 @@ Example::
 Speed: event texts are made of added tokens only (hierarchical encoder), so their ids are looked up per token
 instead of running the tokenizer; :meth:`EpisodeTokenizer.prepare_model` proves the lookup gives exactly what
 ``tokenizer.encode(text, add_special_tokens=False)`` gives (and otherwise turns it off). Texts with other content
-(the json encoder) go through the tokenizer in large batches.
+(the json encoder) go through the tokenizer in large batches. The lookup and its proof live in
+:mod:`owa.data._token_lookup`; the serialized screen references of the ``images`` column in
+:mod:`owa.data.messages` (:func:`~owa.data.messages.serialize_screen`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
+from owa.data._token_lookup import TokenLookup
 from owa.data.dataset_io import quiet_datasets_progress
+from owa.data.encoders import EncoderConfig, EventEncoder, encoder_class
 from owa.data.encoders.base import EVENT_END, EVENT_START
 from owa.data.episode_paths import resolve_episode_path
-from owa.data.errors import DatasetError, EncodingError, MessageValidationError, TokenizerNotPreparedError
-from owa.data.messages import McapMessage, ScreenCaptured
+from owa.data.errors import DatasetError, EncodingError, TokenizerNotPreparedError
+from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, serialize_screen
 
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from owa.data.encoders import EventEncoder
-
 __all__ = [
     "EpisodeTokenizer",
     "EpisodeTokenizerConfig",
     "TokenizedEvent",
-    "deserialize_screen",
-    "serialize_screen",
+    "deserialize_screen",  # re-exported from owa.data.messages, where it lives
+    "serialize_screen",  # re-exported from owa.data.messages, where it lives
 ]
 
 logger = logging.getLogger(__name__)
 
 _STAT_PREFIX = "__owa_encoder_"  # temporary columns carrying encoder.stats counts out of map() workers
 
-_PIECE = re.compile(r"<[^<>]*>")
 # Rows per process below which tokenize_event_dataset stays in one process: starting workers and shipping the
 # tokenizer to them costs more than it saves on small datasets.
 _MIN_ROWS_PER_PROCESS = 250_000
@@ -76,6 +75,14 @@ class EpisodeTokenizerConfig:
         image_token_length: how many times the image token is repeated per frame.
         episode_start_token: prepended to the first event of every episode.
         episode_end_token: appended to the last event of every episode.
+        encoder_config: the encoder's own config (e.g. :class:`~owa.data.encoders.HierarchicalConfig` with
+            ``screen_size``), of ``encoder_type``'s config class. ``None`` (default) means that class's defaults with
+            ``image_token``; a given one must have the same ``image_token``. :meth:`with_options` sets encoder
+            fields without building the encoder config by hand.
+
+    Raises:
+        ValueError: an invalid value, an unknown ``encoder_type``, or an ``encoder_config`` of another encoder or
+            with another ``image_token``.
     """
 
     encoder_type: str = "hierarchical"
@@ -83,9 +90,11 @@ class EpisodeTokenizerConfig:
     image_token_length: int = 64
     episode_start_token: str = "<EPISODE_START>"
     episode_end_token: str = "<EPISODE_END>"
+    encoder_config: EncoderConfig | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_token_length, int) or self.image_token_length <= 0:
+        length = self.image_token_length
+        if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ValueError(
                 f"Invalid image_token_length ({self.image_token_length!r}). It must be a positive integer."
             )
@@ -99,75 +108,130 @@ class EpisodeTokenizerConfig:
                 raise ValueError(f"Invalid {name} ({token!r}). It must be a non-empty string without spaces around it.")
         if len(set(tokens.values())) != len(tokens):
             raise ValueError(f"image_token, episode_start_token and episode_end_token must differ, got {tokens}")
+        config_class = encoder_class(self.encoder_type).config_class
+        if self.encoder_config is None:
+            object.__setattr__(self, "encoder_config", config_class(image_token=self.image_token))
+        elif not isinstance(self.encoder_config, config_class):
+            raise ValueError(
+                f"Invalid encoder_config ({type(self.encoder_config).__name__}) for encoder_type "
+                f"{self.encoder_type!r}. It must be a {config_class.__name__}."
+            )
+        elif self.encoder_config.image_token != self.image_token:
+            raise ValueError(
+                f"encoder_config.image_token ({self.encoder_config.image_token!r}) differs from image_token "
+                f"({self.image_token!r}). Set it once: EpisodeTokenizerConfig().with_options(image_token=..., ...)."
+            )
+
+    @staticmethod
+    def option_names(encoder_type: str = "hierarchical") -> tuple[list[str], list[str]]:
+        """``(tokenizer options, encoder options)``: the keywords :meth:`with_options` accepts for ``encoder_type``.
+
+        Raises:
+            ValueError: unknown ``encoder_type``.
+        """
+        own = [f.name for f in dataclasses.fields(EpisodeTokenizerConfig)]
+        encoder_fields = dataclasses.fields(encoder_class(encoder_type).config_class)
+        return own, [f.name for f in encoder_fields if f.name != "image_token"]
+
+    def with_options(self, **options: Any) -> EpisodeTokenizerConfig:
+        """A copy with ``options`` changed: fields of this class or of the encoder's config.
+
+        ``image_token`` is one option that sets both; changing ``encoder_type`` starts from the new encoder's
+        defaults. Example: ``EpisodeTokenizerConfig().with_options(image_token="<image>", screen_size=(2560, 1440))``.
+
+        Raises:
+            TypeError: an unknown option (the message lists the allowed ones).
+            ValueError: an invalid value.
+        """
+        own_names, _ = self.option_names()
+        own = {k: v for k, v in options.items() if k in own_names}
+        encoder_type = own.get("encoder_type", self.encoder_type)
+        _, encoder_names = self.option_names(encoder_type)
+        encoder_options = {k: v for k, v in options.items() if k not in own_names}
+        unknown = sorted(set(encoder_options) - set(encoder_names))
+        if unknown:
+            raise TypeError(
+                f"Unknown EpisodeTokenizer option(s): {', '.join(unknown)}. Allowed: {', '.join(own_names)} "
+                f"and the {encoder_type} encoder's {', '.join(encoder_names) or '(none)'}."
+            )
+        image_token = own.get("image_token", self.image_token)
+        if own.get("encoder_config") is not None:
+            encoder_config = own.pop("encoder_config")
+            if encoder_options:
+                encoder_config = dataclasses.replace(encoder_config, **encoder_options)
+        elif encoder_type == self.encoder_type and "encoder_config" not in own:
+            encoder_config = dataclasses.replace(self.encoder_config, image_token=image_token, **encoder_options)
+        else:
+            config_class = encoder_class(encoder_type).config_class
+            encoder_config = config_class(image_token=image_token, **encoder_options)
+        own.pop("encoder_config", None)
+        return dataclasses.replace(self, **own, encoder_config=encoder_config)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (e.g. for dataset metadata); :meth:`from_json` reads it back."""
+        fields = dataclasses.asdict(self)
+        fields["encoder_config"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in fields["encoder_config"].items()
+        }
+        return fields
+
+    @classmethod
+    def from_json(cls, fields: Mapping[str, Any]) -> EpisodeTokenizerConfig:
+        """Read back :meth:`to_json`'s dict.
+
+        Raises:
+            TypeError: an unknown field.
+            ValueError: an invalid value.
+        """
+        fields = dict(fields)
+        encoder_fields = dict(fields.pop("encoder_config", None) or {})
+        encoder_fields.pop("image_token", None)  # the same as the top-level image_token
+        return cls().with_options(**fields, **encoder_fields)
 
 
 TokenizedEvent = dict[str, Any]
 """``{"text": str, "token_ids": list[int], "images": list[ScreenCaptured], "total_token_count": int}``."""
 
 
-def serialize_screen(screen: ScreenCaptured) -> str:
-    """A ScreenCaptured reference as a JSON string, keeping its ``base_dir`` (how relative media resolves).
-
-    The form is the payload's fields plus ``"base_dir"``; :func:`deserialize_screen` reads it back.
-    """
-    payload = screen.model_dump_json(exclude_none=True)  # "{...}"
-    base_dir = orjson.dumps(screen.base_dir).decode()
-    return f'{{"base_dir":{base_dir}}}' if payload == "{}" else f'{payload[:-1]},"base_dir":{base_dir}}}'
-
-
-def deserialize_screen(text: str | bytes) -> ScreenCaptured:
-    """Read back what :func:`serialize_screen` wrote.
-
-    Raises:
-        MessageValidationError: the text is not a serialized ScreenCaptured reference.
-    """
-    try:
-        fields = orjson.loads(text)
-        base_dir = fields.pop("base_dir", None)
-        return ScreenCaptured.model_validate(fields).with_base_dir(base_dir)
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
-        raise MessageValidationError(f"Not a serialized ScreenCaptured reference: {e}", snippet=str(text)[:160]) from e
-
-
 class EpisodeTokenizer:
     """Tokenize events and episodes for a language model; decode generated tokens back to events.
 
-    The keyword arguments are the fields of :class:`EpisodeTokenizerConfig` (see there); the object keeps them as
-    :attr:`config`. Call :meth:`prepare_model` once with the tokenizer (and model) before tokenizing.
+    Args:
+        config: the settings (default: :class:`EpisodeTokenizerConfig`'s defaults).
+        **options: changes to ``config``: its fields (``image_token``, ``image_token_length``, ``encoder_type``...)
+            or fields of the encoder's config (e.g. ``screen_size=(2560, 1440)`` for the hierarchical encoder);
+            see :meth:`EpisodeTokenizerConfig.with_options`. ``EpisodeTokenizer(image_token="<image>")`` is the
+            spec's call.
+
+    The object keeps the resulting config as :attr:`config`. Call :meth:`prepare_model` once with the tokenizer (and
+    model) before tokenizing.
 
     Raises:
+        TypeError: an unknown option (the message lists the allowed ones), or ``config`` is not an
+            :class:`EpisodeTokenizerConfig`.
         ValueError: an invalid setting, or an unknown ``encoder_type``.
     """
 
-    def __init__(
-        self,
-        encoder_type: str = EpisodeTokenizerConfig.encoder_type,
-        image_token: str = EpisodeTokenizerConfig.image_token,
-        image_token_length: int = EpisodeTokenizerConfig.image_token_length,
-        episode_start_token: str = EpisodeTokenizerConfig.episode_start_token,
-        episode_end_token: str = EpisodeTokenizerConfig.episode_end_token,
-    ) -> None:
-        self.config = EpisodeTokenizerConfig(
-            encoder_type=encoder_type,
-            image_token=image_token,
-            image_token_length=image_token_length,
-            episode_start_token=episode_start_token,
-            episode_end_token=episode_end_token,
-        )
-        from owa.data.encoders import create_encoder
-
-        self.encoder: EventEncoder = create_encoder(encoder_type, image_token=image_token)
+    def __init__(self, config: EpisodeTokenizerConfig | None = None, **options: Any) -> None:
+        if config is None:
+            config = EpisodeTokenizerConfig()
+        elif not isinstance(config, EpisodeTokenizerConfig):
+            raise TypeError(
+                f"Invalid config ({type(config).__name__}). Pass an EpisodeTokenizerConfig, or options as keywords "
+                "(e.g. EpisodeTokenizer(encoder_type='json'))."
+            )
+        self.config = config.with_options(**options) if options else config
+        assert self.config.encoder_config is not None  # set by EpisodeTokenizerConfig.__post_init__
+        self.encoder: EventEncoder = encoder_class(self.config.encoder_type)(self.config.encoder_config)
         self._tokenizer: PreTrainedTokenizerBase | None = None
-        self._token_to_id: dict[str, int] = {}
-        self._open_to_id: dict[str, int] = {}  # "<TOKEN" (no closing bracket) -> id, for the batch lookup
+        self._lookup: TokenLookup | None = None
         self._id_to_token: dict[int, str] = {}
-        self._lookup_is_exact = False
         self._vocabulary_digest: tuple[Any, str] | None = None
 
     @classmethod
     def from_config(cls, config: EpisodeTokenizerConfig) -> EpisodeTokenizer:
-        """Build from a config object (e.g. one read back from saved metadata)."""
-        return cls(**dataclasses.asdict(config))
+        """Build from a config object (e.g. one read back from saved metadata); the same as ``cls(config)``."""
+        return cls(config)
 
     # ------------------------------------------------------------------------------------------------------------
     # Vocabulary and model preparation
@@ -204,13 +268,10 @@ class EpisodeTokenizer:
         # normalized=False: match the raw text, whatever the tokenizer's normalizer does to it.
         added = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in vocab])
         ids = tokenizer.convert_tokens_to_ids(vocab)
-        self._token_to_id = dict(zip(vocab, ids, strict=True))
-        self._id_to_token = {i: t for t, i in self._token_to_id.items()}
-        self._open_to_id = {t[:-1]: i for t, i in self._token_to_id.items()}
+        token_to_id = dict(zip(vocab, ids, strict=True))
+        self._id_to_token = {i: t for t, i in token_to_id.items()}
+        self._lookup = TokenLookup(tokenizer, token_to_id)
         self._tokenizer = tokenizer
-        self._lookup_is_exact = _lookup_is_exact(tokenizer, self._token_to_id)
-        if not self._lookup_is_exact:
-            logger.info("Token lookup fast path off for this tokenizer; texts go through the tokenizer in batches")
         if model is not None:
             size = len(tokenizer)
             current = model.get_input_embeddings().weight.shape[0]
@@ -242,8 +303,7 @@ class EpisodeTokenizer:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             KeyError: ``token`` is not in the vocabulary.
         """
-        self.tokenizer  # noqa: B018 - raises when not prepared
-        return self._token_to_id[token]
+        return self._token_lookup().token_to_id[token]
 
     @property
     def image_token_id(self) -> int:
@@ -266,10 +326,10 @@ class EpisodeTokenizer:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             EncodingError: the encoder cannot encode the event.
         """
-        tokenizer = self.tokenizer
+        lookup = self._token_lookup()
         text, images = self.encoder.encode(mcap_message)
         text = self._expand(text)
-        token_ids = self._ids([text], tokenizer)[0]
+        token_ids = lookup.ids([text])[0]
         return {"text": text, "token_ids": token_ids, "images": images, "total_token_count": len(token_ids)}
 
     def tokenize_event_dataset(
@@ -306,7 +366,7 @@ class EpisodeTokenizer:
         """
         import datasets
 
-        tokenizer = self.tokenizer
+        lookup = self._token_lookup()  # raises TokenizerNotPreparedError first
         missing = [c for c in ("episode_path", "mcap_message") if c not in dataset.column_names]
         if missing:
             raise DatasetError(
@@ -322,7 +382,7 @@ class EpisodeTokenizer:
             raise ValueError(f"Invalid num_proc ({num_proc}). It must be a positive integer or None.")
 
         root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
-        worker = _TokenizeBatch(self, tokenizer, is_first, is_last, root)
+        worker = _TokenizeBatch(self, lookup, is_first, is_last, root)
         list_type = getattr(datasets, "List", datasets.Sequence)
         features = datasets.Features(
             {
@@ -368,52 +428,16 @@ class EpisodeTokenizer:
         image_token = self.config.image_token
         return text.replace(image_token, image_token * self.config.image_token_length)
 
-    def _ids_flat(self, texts: list[str], tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
-        """The ids of all ``texts`` concatenated (int32) and the token count of each text (int64).
-
-        Each text's ids equal ``tokenizer.encode(text, add_special_tokens=False)``.
-        """
-        if self._lookup_is_exact and all(text.endswith(">") for text in texts if text):
-            # Texts of our ``<...>`` tokens only: split the whole batch at every '>' in one call. As every text ends
-            # with '>', no piece spans two texts; a piece that is not one of our tokens falls back below.
-            pieces = "".join(texts).split(">")
-            pieces.pop()  # what follows the last '>': empty
-            try:
-                values = np.fromiter(map(self._open_to_id.__getitem__, pieces), dtype=np.int32, count=len(pieces))
-            except KeyError:
-                pass
-            else:
-                counts = np.fromiter((text.count(">") for text in texts), dtype=np.int64, count=len(texts))
-                return values, counts
-        ids = self._ids(texts, tokenizer)
-        counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        values = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(counts.sum()))
-        return values, counts
-
-    def _ids(self, texts: list[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-        """Token ids of each text, equal to ``tokenizer.encode(text, add_special_tokens=False)``."""
-        results: list[list[int] | None] = [None] * len(texts)
-        pending: list[int] = []
-        lookup = self._token_to_id
-        for i, text in enumerate(texts):
-            if self._lookup_is_exact:
-                pieces = _PIECE.findall(text)
-                if sum(map(len, pieces)) == len(text):
-                    try:
-                        results[i] = [lookup[p] for p in pieces]
-                        continue
-                    except KeyError:
-                        pass
-            pending.append(i)
-        if pending:
-            encoded = tokenizer([texts[i] for i in pending], add_special_tokens=False)["input_ids"]
-            for i, ids in zip(pending, encoded, strict=True):
-                results[i] = list(ids)
-        return results  # type: ignore[return-value]
+    def _token_lookup(self) -> TokenLookup:
+        """The id lookup bound by :meth:`prepare_model` (raises TokenizerNotPreparedError before it)."""
+        self.tokenizer  # noqa: B018 - raises when not prepared
+        assert self._lookup is not None
+        return self._lookup
 
     def _fingerprint(self, dataset: datasets.Dataset, root: str) -> str:
         """Identifies the result for ``datasets``' cache: input, settings, episode root and the exact vocabulary."""
         tokenizer = self.tokenizer
+        lookup = self._token_lookup()
         if self._vocabulary_digest is None or self._vocabulary_digest[0] is not tokenizer:
             # Serializing a large vocabulary takes a quarter second: once per tokenizer object.
             backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -424,13 +448,12 @@ class EpisodeTokenizer:
             getattr(dataset, "_fingerprint", None),
             root,
             self._vocabulary_digest[1],
-            dataclasses.asdict(self.config),
-            repr(self.encoder.config),
+            self.config,  # its repr includes the encoder's config (e.g. screen_size)
             type(tokenizer).__name__,
             len(tokenizer),
             getattr(tokenizer, "name_or_path", ""),
-            sorted(self._token_to_id.items()),
-            self._lookup_is_exact,
+            sorted(lookup.token_to_id.items()),
+            lookup.is_exact,
         ):
             digest.update(repr(part).encode())
         return "owa-tok-" + digest.hexdigest()[:32]  # datasets caps fingerprints (with shard suffix) at 64
@@ -542,13 +565,13 @@ class _TokenizeBatch:
     def __init__(
         self,
         owner: EpisodeTokenizer,
-        tokenizer: PreTrainedTokenizerBase,
+        lookup: TokenLookup,
         is_first: np.ndarray,
         is_last: np.ndarray,
         episode_root: str,
     ) -> None:
         self.owner = owner
-        self.tokenizer = tokenizer
+        self.lookup = lookup
         self.is_first = is_first
         self.is_last = is_last
         self.episode_root = episode_root
@@ -585,7 +608,7 @@ class _TokenizeBatch:
         for position in np.flatnonzero(self.is_last[rows]).tolist():
             texts[position] += config.episode_end_token
 
-        values, lengths = owner._ids_flat(texts, self.tokenizer)
+        values, lengths = self.lookup.ids_flat(texts)
         offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
@@ -637,49 +660,3 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _lookup_is_exact(tokenizer: PreTrainedTokenizerBase, token_to_id: dict[str, int]) -> bool:
-    """Whether per-token lookup equals ``tokenizer.encode`` on every concatenation of our tokens.
-
-    True when (1) each of our tokens has the form ``<...>`` with no inner angle bracket, so in a concatenation the
-    tokenizer's added-token matcher can only match each piece whole, (2) no other added token of the tokenizer can
-    occur anywhere inside such a concatenation, and (3) a probe text of every token agrees with the tokenizer.
-    """
-    tokens = list(token_to_id)
-    if not all(re.fullmatch(r"<[^<>]+>", t) for t in tokens):
-        return False
-    ours = set(tokens)
-    for other in tokenizer.get_added_vocab():
-        if other not in ours and _occurs_in_concatenation(other, ours):
-            logger.debug("Added token %r can occur inside event texts; lookup disabled", other)
-            return False
-    probe = "".join(tokens) + "".join(reversed(tokens))
-    expected = [token_to_id[t] for t in tokens] + [token_to_id[t] for t in reversed(tokens)]
-    return list(tokenizer.encode(probe, add_special_tokens=False)) == expected
-
-
-def _occurs_in_concatenation(text: str, tokens: set[str]) -> bool:
-    """Whether ``text`` is a substring of some concatenation of ``tokens`` (each of the form ``<...>``)."""
-    if not text:
-        return False
-    inners = [t[1:-1] for t in tokens]
-    first_open = text.find("<")
-    if first_open < 0:
-        if ">" not in text:
-            return any(text in inner for inner in inners)
-        # '>' ends a token and only '<' can follow it, so text must end there: a suffix of one token.
-        return text.endswith(">") and text.count(">") == 1 and any(t.endswith(text) for t in tokens)
-    head, rest = text[:first_open], text[first_open:]
-    if head and not any(t.endswith(head) for t in tokens if len(t) > len(head)):
-        return False
-    while rest:
-        close = rest.find(">")
-        if close < 0:  # a proper prefix of some token
-            return any(t.startswith(rest) for t in tokens)
-        piece, rest = rest[: close + 1], rest[close + 1 :]
-        if piece not in tokens:
-            return False
-        if rest and not rest.startswith("<"):
-            return False
-    return True

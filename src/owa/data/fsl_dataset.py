@@ -27,9 +27,9 @@ Each sample is a dict:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,16 +38,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from owa.data.episode_tokenizer import deserialize_screen
+from owa.data.distributed import rank_and_world_size
 from owa.data.errors import DatasetError, OWADataError, PackingError
-from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
+from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured, deserialize_screen
 from owa.data.packing import PackingPlan, plan_packing
 from owa.data.transforms import TransformStats
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["FSLDataset", "FSLSample"]
+__all__ = ["FSLDataset", "FSLDatasetConfig", "FSLSample"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,18 +133,11 @@ def _format_rates(rates: np.ndarray) -> str:
     return f"{samples:.1f}s/s, {tokens:,.0f}t/s, {images:.1f}i/s, {rgb_bytes / 1e6:.1f}MB/s"
 
 
-def _is_rank_zero() -> bool:
-    torch = sys.modules.get("torch")  # if torch was never imported, torch.distributed cannot be initialized
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank() == 0
-    return os.environ.get("RANK", "0") == "0"
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FSLDatasetConfig:
+    """The settings of an :class:`FSLDataset` (the single source of truth for their defaults).
 
-
-class FSLDataset:
-    """Fixed-sequence-length samples packed from a tokenized Event Dataset.
-
-    Args:
-        dataset: the output of :meth:`~owa.data.episode_tokenizer.EpisodeTokenizer.tokenize_event_dataset`.
+    Attributes:
         pad_token_id: the id written after the real tokens (``tokenizer.pad_token_id``).
         max_sequence_length: tokens per sample, padding included.
         load_images: decode frames to ``PIL.Image`` (RGB) in one batch per sample; otherwise return the lazy
@@ -153,56 +146,141 @@ class FSLDataset:
         return_position_ids: add ``position_ids`` restarting at 0 at each episode start within a sample.
         return_segment_offsets: add ``segment_offsets``, the episode segments' token offsets within a sample.
         log_every: log throughput every this many samples (INFO on this module's logger, rank 0 only);
-            ``None`` or 0 switches it off.
+            ``None`` or 0 switches it off (stored as ``None``).
         media_policy: which media URIs frames may be read from.
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
-            the image's place (keeping one entry per image) and counts it in :attr:`image_stats`
-            (a :class:`owa.data.transforms.TransformStats`: ``images_decoded``, ``images_skipped``, ``errors``,
-            ``last_error``, summed over DataLoader workers). Raised errors name the sample, event row and episode.
+            the image's place (keeping one entry per image) and counts it in :attr:`FSLDataset.image_stats`.
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
     """
 
-    def __init__(
-        self,
-        dataset: datasets.Dataset,
-        *,
-        pad_token_id: int,
-        max_sequence_length: int,
-        load_images: bool = True,
-        episode_aware: bool = False,
-        return_position_ids: bool = False,
-        return_segment_offsets: bool = False,
-        log_every: int | None = 30,
-        media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
-        on_image_error: Literal["raise", "skip"] = "raise",
-    ) -> None:
-        if pad_token_id is None or not isinstance(pad_token_id, int | np.integer) or pad_token_id < 0:
+    pad_token_id: int
+    max_sequence_length: int
+    load_images: bool = True
+    episode_aware: bool = False
+    return_position_ids: bool = False
+    return_segment_offsets: bool = False
+    log_every: int | None = 30
+    media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY
+    on_image_error: Literal["raise", "skip"] = "raise"
+
+    def __post_init__(self) -> None:
+        if not _is_integer(self.pad_token_id) or self.pad_token_id < 0:
             raise ValueError(
-                f"Invalid pad_token_id ({pad_token_id!r}). It must be a non-negative integer; if "
+                f"Invalid pad_token_id ({self.pad_token_id!r}). It must be a non-negative integer; if "
                 "tokenizer.pad_token_id is None, set one first, e.g. tokenizer.pad_token = tokenizer.eos_token."
             )
-        if not isinstance(max_sequence_length, int | np.integer) or max_sequence_length <= 0:
-            raise ValueError(f"Invalid max_sequence_length ({max_sequence_length!r}). It must be a positive integer.")
-        if log_every is not None and log_every < 0:
-            raise ValueError(f"Invalid log_every ({log_every}). Use a positive integer, or None/0 to switch off.")
-        if on_image_error not in ("raise", "skip"):
-            raise ValueError(f"Invalid on_image_error ({on_image_error!r}). Supported values are 'raise', 'skip'.")
+        if not _is_integer(self.max_sequence_length) or self.max_sequence_length <= 0:
+            raise ValueError(
+                f"Invalid max_sequence_length ({self.max_sequence_length!r}). It must be a positive integer "
+                "(tokens per sample), such as 1024."
+            )
+        if self.log_every is not None and (not _is_integer(self.log_every) or self.log_every < 0):
+            raise ValueError(
+                f"Invalid log_every ({self.log_every!r}). Use a positive integer, or None/0 to switch off."
+            )
+        if self.on_image_error not in ("raise", "skip"):
+            raise ValueError(f"Invalid on_image_error ({self.on_image_error!r}). Supported values are 'raise', 'skip'.")
+        if not isinstance(self.media_policy, MediaPolicy):
+            raise ValueError(f"Invalid media_policy ({self.media_policy!r}). It must be a MediaPolicy.")
+        # numpy integers (e.g. from a saved config) become plain ints; 0 and None both mean "no logging".
+        object.__setattr__(self, "pad_token_id", int(self.pad_token_id))
+        object.__setattr__(self, "max_sequence_length", int(self.max_sequence_length))
+        object.__setattr__(self, "log_every", int(self.log_every) if self.log_every else None)
+
+
+def _is_integer(value: Any) -> bool:
+    """An int or numpy integer, but not a bool (``True`` is not a length or an id)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(FSLDatasetConfig))
+
+
+class FSLDataset:
+    """Fixed-sequence-length samples packed from a tokenized Event Dataset.
+
+    Args:
+        dataset: the output of :meth:`~owa.data.episode_tokenizer.EpisodeTokenizer.tokenize_event_dataset`.
+        config: the settings, an :class:`FSLDatasetConfig`. Optional: the same settings can be given as keywords.
+        **options: fields of :class:`FSLDatasetConfig` (``pad_token_id``, ``max_sequence_length``, ``load_images``,
+            ``episode_aware``, ``return_position_ids``, ``return_segment_offsets``, ``log_every``, ``media_policy``,
+            ``on_image_error``; see there). With a ``config``, keywords override its fields; without one,
+            ``pad_token_id`` and ``max_sequence_length`` are required. ``FSLDataset(ds, pad_token_id=...,
+            max_sequence_length=1024)`` is the spec's call.
+
+    The resulting settings are :attr:`config`; each is also readable as an attribute (``fsl.max_sequence_length``).
+    With ``on_image_error="skip"``, skipped images are counted in :attr:`image_stats` (a
+    :class:`owa.data.transforms.TransformStats`: ``images_decoded``, ``images_skipped``, ``errors``, ``last_error``,
+    summed over DataLoader workers). Raised frame errors name the sample, event row and episode.
+
+    Raises:
+        TypeError: an unknown keyword, ``config`` is not an :class:`FSLDatasetConfig`, or neither a ``config`` nor
+            ``pad_token_id`` and ``max_sequence_length`` are given.
+        ValueError: an invalid setting (see :class:`FSLDatasetConfig`).
+    """
+
+    def __init__(self, dataset: datasets.Dataset, config: FSLDatasetConfig | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"Unknown FSLDataset option(s): {', '.join(unknown)}. Allowed: {', '.join(_OPTION_NAMES)}.")
+        if config is None:
+            missing = [name for name in ("pad_token_id", "max_sequence_length") if name not in options]
+            if missing:
+                raise TypeError(
+                    f"FSLDataset needs {' and '.join(missing)} (or config=FSLDatasetConfig(...)), e.g. "
+                    "FSLDataset(ds, pad_token_id=tokenizer.pad_token_id, max_sequence_length=1024)."
+                )
+            config = FSLDatasetConfig(**options)
+        elif not isinstance(config, FSLDatasetConfig):
+            raise TypeError(f"Invalid config ({type(config).__name__}). It must be an FSLDatasetConfig.")
+        elif options:
+            config = dataclasses.replace(config, **options)
         self.dataset = dataset
-        self.pad_token_id = int(pad_token_id)
-        self.max_sequence_length = int(max_sequence_length)
-        self.load_images = load_images
-        self.episode_aware = episode_aware
-        self.return_position_ids = return_position_ids
-        self.return_segment_offsets = return_segment_offsets
-        self.log_every = log_every or None
-        self.media_policy = media_policy
-        self.on_image_error = on_image_error
+        self.config = config
         # Shared memory, created here so that DataLoader workers (fork or spawn) add to what this process reads.
         self.image_stats = TransformStats()
         self._plan: PackingPlan | None = None
         self._throughput: _Throughput | None = None
+
+    # The settings, read-only (from :attr:`config`); build another FSLDataset to change them.
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.config.pad_token_id
+
+    @property
+    def max_sequence_length(self) -> int:
+        return self.config.max_sequence_length
+
+    @property
+    def load_images(self) -> bool:
+        return self.config.load_images
+
+    @property
+    def episode_aware(self) -> bool:
+        return self.config.episode_aware
+
+    @property
+    def return_position_ids(self) -> bool:
+        return self.config.return_position_ids
+
+    @property
+    def return_segment_offsets(self) -> bool:
+        return self.config.return_segment_offsets
+
+    @property
+    def log_every(self) -> int | None:
+        return self.config.log_every
+
+    @property
+    def media_policy(self) -> MediaPolicy:
+        return self.config.media_policy
+
+    @property
+    def on_image_error(self) -> Literal["raise", "skip"]:
+        return self.config.on_image_error
 
     # ------------------------------------------------------------------------------------------------------------
     # Preparation: read columns once, compute the plan
@@ -270,7 +348,7 @@ class FSLDataset:
         self._episode_paths = episodes  # read only to name the episode in errors
         self._episode_start = starts
         self._plan = plan
-        if self.log_every and _is_rank_zero():
+        if self.log_every and rank_and_world_size()[0] == 0:
             self._throughput = _Throughput(self.log_every)
         logger.debug(
             "FSLDataset: %d events packed into %d samples of %d tokens",

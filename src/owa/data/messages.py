@@ -44,7 +44,9 @@ __all__ = [
     "ScreenCaptured",
     "WindowInfo",
     "decode_payload",
+    "deserialize_screen",
     "dump_mcap_message_json",
+    "serialize_screen",
 ]
 
 
@@ -293,3 +295,28 @@ def dump_mcap_message_json(topic: str, timestamp_ns: int, message_type: str, pay
     return orjson.dumps(
         {"topic": topic, "timestamp": timestamp_ns, "message": payload.decode("utf-8"), "message_type": message_type}
     )
+
+
+def serialize_screen(screen: ScreenCaptured) -> str:
+    """A ScreenCaptured reference as a JSON string, keeping its ``base_dir`` (how relative media resolves).
+
+    The form is the payload's fields plus ``"base_dir"``; :func:`deserialize_screen` reads it back. This is what
+    the ``images`` column of a tokenized dataset holds.
+    """
+    payload = screen.model_dump_json(exclude_none=True)  # "{...}"
+    base_dir = orjson.dumps(screen.base_dir).decode()
+    return f'{{"base_dir":{base_dir}}}' if payload == "{}" else f'{payload[:-1]},"base_dir":{base_dir}}}'
+
+
+def deserialize_screen(text: str | bytes) -> ScreenCaptured:
+    """Read back what :func:`serialize_screen` wrote.
+
+    Raises:
+        MessageValidationError: the text is not a serialized ScreenCaptured reference.
+    """
+    try:
+        fields = orjson.loads(text)
+        base_dir = fields.pop("base_dir", None)
+        return ScreenCaptured.model_validate(fields).with_base_dir(base_dir)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise MessageValidationError(f"Not a serialized ScreenCaptured reference: {e}", snippet=str(text)[:160]) from e

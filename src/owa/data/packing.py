@@ -24,7 +24,7 @@ import numpy as np
 
 from owa.data.errors import PackingError
 
-__all__ = ["PackingPlan", "episode_starts", "plan_packing"]
+__all__ = ["PackingPlan", "plan_packing"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
@@ -61,17 +61,6 @@ class PackingPlan:
         return int(self.event_offsets[sample]), int(self.event_offsets[sample + 1])
 
 
-def episode_starts(episode_ids: np.ndarray) -> np.ndarray:
-    """Boolean mask, True where an event starts a new episode (a change of id from the previous event).
-
-    ``episode_ids`` is any 1-D array whose equal neighbours mean "same episode" (integer codes, strings).
-    """
-    starts = np.ones(len(episode_ids), dtype=bool)
-    if len(episode_ids) > 1:
-        starts[1:] = episode_ids[1:] != episode_ids[:-1]
-    return starts
-
-
 def plan_packing(
     token_counts: np.ndarray,
     *,
@@ -84,8 +73,8 @@ def plan_packing(
     Args:
         token_counts: tokens of each event (``total_token_count``), in dataset order.
         max_sequence_length: the sample length in tokens; must be positive.
-        episode_start: optional boolean mask (see :func:`episode_starts`); when given, a sample never spans two
-            episodes (episode-aware packing).
+        episode_start: optional boolean mask, True where an event starts a new episode; when given, a sample
+            never spans two episodes (episode-aware packing).
         event_name: optional ``row -> name`` (e.g. the event's episode path), used in error messages.
 
     Returns:

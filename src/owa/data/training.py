@@ -19,12 +19,12 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from owa.data.distributed import rank_and_world_size
 
 __all__ = ["IGNORE_INDEX", "DistributedFSLSampler", "FSLCollator", "collate_fsl"]
 
@@ -132,7 +132,7 @@ class DistributedFSLSampler:
         size = dataset_size if isinstance(dataset_size, int | np.integer) else len(dataset_size)
         if size < 0:
             raise ValueError(f"Invalid dataset_size ({size}). It must be non-negative.")
-        default_replicas, default_rank = _distributed_defaults()
+        default_rank, default_replicas = rank_and_world_size()
         num_replicas = default_replicas if num_replicas is None else num_replicas
         rank = default_rank if rank is None else rank
         if num_replicas <= 0:
@@ -231,10 +231,3 @@ class DistributedFSLSampler:
             raise ValueError(f"Invalid saved position ({position}). It must be in [0, {self.num_samples}].")
         self.epoch = int(state["epoch"])
         self._position = self._iter_start = position
-
-
-def _distributed_defaults() -> tuple[int, int]:
-    torch = sys.modules.get("torch")  # torch.distributed can only be initialized if torch was imported
-    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))

@@ -16,6 +16,7 @@ from owa.data.encoders.base import (
     EventEncoder,
     available_encoders,
     create_encoder,
+    encoder_class,
     register_encoder,
 )
 from owa.data.encoders.hierarchical import HierarchicalConfig, HierarchicalEncoder, unwrap_timestamps
@@ -31,6 +32,7 @@ __all__ = [
     "JsonEncoder",
     "available_encoders",
     "create_encoder",
+    "encoder_class",
     "register_encoder",
     "unwrap_timestamps",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "EventEncoder",
     "available_encoders",
     "create_encoder",
+    "encoder_class",
     "register_encoder",
 ]
 
@@ -308,6 +309,21 @@ def available_encoders() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def encoder_class(encoder_type: str) -> type[EventEncoder]:
+    """The :class:`EventEncoder` subclass registered as ``encoder_type``; its ``config_class`` is its config.
+
+    Raises:
+        ValueError: unknown encoder type.
+    """
+    cls = _REGISTRY.get(encoder_type)
+    if cls is None:
+        raise ValueError(
+            f"Invalid encoder_type ({encoder_type!r}). Supported values are "
+            f"{', '.join(repr(n) for n in available_encoders())}"
+        )
+    return cls
+
+
 def create_encoder(encoder_type: str, **config: Any) -> EventEncoder:
     """Build the encoder registered as ``encoder_type`` ("hierarchical" or "json") from config keywords.
 
@@ -317,12 +333,7 @@ def create_encoder(encoder_type: str, **config: Any) -> EventEncoder:
     Raises:
         ValueError: unknown encoder type, unknown config keyword, or an invalid config value.
     """
-    cls = _REGISTRY.get(encoder_type)
-    if cls is None:
-        raise ValueError(
-            f"Invalid encoder_type ({encoder_type!r}). Supported values are "
-            f"{', '.join(repr(n) for n in available_encoders())}"
-        )
+    cls = encoder_class(encoder_type)
     allowed = {f.name for f in dataclasses.fields(cls.config_class)}
     unknown = sorted(set(config) - allowed)
     if unknown:

