@@ -7,14 +7,18 @@ package is still used for the summary section.
 
 * **Filters go down.** With a summary, chunks whose channels or time range miss the filter are never
   decompressed; messages of other topics are skipped before their payload is sliced.
+* **Order.** A file's kept messages are gathered and ordered once (a linear check, and no sort when the
+  chunks follow each other in time): chunks' declared time bounds are not trusted for ordering.
 * **Versions.** Schema names and payloads of every recorder version are normalized in memory by
   :mod:`owa.data.recordings.versions`; current payloads pass through as the same bytes.
-* **Damage.** A file without summary/footer (the recorder crashed) is scanned record by record up to
-  the damage. A truncated record, a corrupt chunk or a bad record stops reading with a
-  :class:`~owa.data.errors.CorruptRecordingError` naming the file and byte offset
-  (``on_damage="raise"``, the default), or is recorded in :attr:`OWAMcapReader.report` and logged
-  (``on_damage="salvage"``). Salvage keeps every message before the damage; with a summary it also
-  skips a corrupt chunk and goes on with the next, counting skipped chunks.
+* **Damage.** A file without summary/footer (the recorder crashed) is scanned record by record; one that
+  ends before its DataEnd record was cut short, even when the cut falls cleanly between two chunks. A
+  truncated record, a corrupt chunk, a bad record or a missing DataEnd raises a
+  :class:`~owa.data.errors.CorruptRecordingError` naming the file and byte offset, after every message
+  read before it (``on_damage="raise"``, the default), or is recorded in :attr:`OWAMcapReader.report` and
+  logged (``on_damage="salvage"``). Salvage skips a corrupt chunk and goes on with the next, counting
+  skipped chunks: through the chunk index with a summary, and without one by searching forward for the
+  next record that parses as a whole chunk (known compression, consistent lengths, matching CRC).
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ class OWAMcapReader:
     Args:
         path: the ``.mcap`` file.
         on_damage: ``"raise"`` (default) raises :class:`CorruptRecordingError` where the damage is, after
-            yielding every message before it; ``"salvage"`` stops (or skips a corrupt indexed chunk),
+            yielding every message before it; ``"salvage"`` skips a corrupt chunk (or stops at the damage),
             logs a warning and records the damage in :attr:`report`.
         validate_crcs: check chunk CRCs (cheap next to decompression, so on by default).
 
@@ -538,15 +542,19 @@ def _in_log_time_order(batches: Iterable[list[RecordedMessage]]) -> Iterator[Rec
     that streams by them puts a message outside its chunk's bounds out of place, which no later step can
     repair. So a file's kept messages are gathered and ordered once. For the usual file, whose chunks
     follow each other in time, that is one linear check and no sort; memory follows the file's kept
-    messages (stage 1 holds them all anyway), and each is released as it is yielded.
+    messages (stage 1 holds them all anyway), and they are released in blocks as they are yielded.
     """
     messages: list[RecordedMessage] = []
     for batch in batches:
         messages.extend(batch)
     messages = _sorted(messages)
-    messages.reverse()
-    while messages:
-        yield messages.pop()
+    for start in range(0, len(messages), _RELEASE_BLOCK):
+        block = messages[start : start + _RELEASE_BLOCK]
+        messages[start : start + _RELEASE_BLOCK] = itertools.repeat(None, len(block))  # type: ignore[list-item]
+        yield from block
+
+
+_RELEASE_BLOCK = 4096  # messages handed on (and released by the reader) at a time
 
 
 def _sorted(messages: list[RecordedMessage]) -> list[RecordedMessage]:
