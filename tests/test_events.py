@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 from datasets import load_from_disk
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcap.reader import make_reader
 
 from owa.data.errors import DatasetError, OutputExistsError, RecordingError
@@ -20,12 +22,14 @@ from owa.data.events import (
     REPORT_FILENAME,
     EventDatasetConfig,
     RateLimiter,
+    _convert_file,
     build_event_dataset,
     is_continuous_sample,
     parse_rates,
 )
-from owa.data.messages import McapMessage
+from owa.data.messages import KeyboardEvent, McapMessage, RawMouseEvent
 from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
+from owa.data.recordings.writer import OWAMcapWriter
 from spec_schemas import EVENT_FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -402,3 +406,105 @@ def test_relative_paths_survive_moving_dataset_and_recordings_together(real_copy
     dataset.set_transform(create_event_dataset_transform(episode_root=moved))
     images = [row["image"] for row in dataset.select(range(40)) if row["image"] is not None]
     assert images and all(image.size[0] > 0 for image in images)
+
+
+# -- thinning raw mouse motion keeps the motion ------------------------------------------------------
+
+_RAW_SAMPLES = st.lists(
+    st.tuples(
+        st.integers(0, 40),  # time step in ms (0: a tie with the previous sample)
+        st.integers(-50, 50),  # last_x
+        st.integers(-50, 50),  # last_y
+        st.sampled_from([0, 0, 0, 0, 0x0001, 0x0002, 0x0400]),  # button_flags: none, left down/up, wheel
+        st.sampled_from([0, 0, 0, 120, -120]),  # button_data (wheel delta)
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def _write_raw_episode(path: Path, samples: list[tuple[int, int, int, int, int]]) -> list[tuple[int, RawMouseEvent]]:
+    written = []
+    t = 1_700_000_000_000_000_000
+    with OWAMcapWriter(path, chunk_size=256) as writer:
+        for step_ms, dx, dy, button_flags, button_data in samples:
+            t += step_ms * 1_000_000
+            event = RawMouseEvent(last_x=dx, last_y=dy, button_flags=button_flags, button_data=button_data)
+            writer.write_message("mouse/raw", event, timestamp_ns=t)
+            writer.write_message("keyboard", KeyboardEvent(event_type="press", vk=65), timestamp_ns=t)
+            written.append((t, event))
+    return written
+
+
+def _kept_raw(table) -> list[tuple[int, dict]]:
+    rows = [r for r in table.to_pylist() if r["topic"] == "mouse/raw"]
+    return [(r["timestamp_ns"], orjson.loads(McapMessage.model_validate_json(r["mcap_message"]).message)) for r in rows]
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(samples=_RAW_SAMPLES, rate_hz=st.sampled_from([1.0, 7.5, 30.0, 60.0, 250.0, 1e6]))
+def test_thinned_raw_mouse_motion_sums_to_the_recording(
+    tmp_path: Path, samples: list[tuple[int, int, int, int, int]], rate_hz: float
+) -> None:
+    path = tmp_path / "raw.mcap"
+    written = _write_raw_episode(path, samples)
+    config = EventDatasetConfig(
+        train_dir=tmp_path, rates_hz={"mouse/raw": rate_hz}, keep_topics=("mouse/raw", "keyboard"), test_percent=0
+    )
+    result = _convert_file((str(path), str(path), "train", config))
+    table = result.table
+    kept = _kept_raw(table)
+    # The naive sums over the recording equal the sums over the kept samples, exactly.
+    assert sum(p["last_x"] for _, p in kept) == sum(e.last_x for _, e in written)
+    assert sum(p["last_y"] for _, p in kept) == sum(e.last_y for _, e in written)
+    # Every sample with button or wheel data survives with its flags and data untouched.
+    flagged = collections.Counter(
+        (t, e.button_flags, e.button_data) for t, e in written if e.button_flags or e.button_data
+    )
+    assert flagged <= collections.Counter((t, p["button_flags"], p["button_data"]) for t, p in kept)
+    # Rows stay in time order, keyboard events are all kept, and nothing is invented.
+    times = table.column("timestamp_ns").to_pylist()
+    assert times == sorted(times)
+    assert result.events_kept["keyboard"] == len(written)
+    assert len(kept) == result.events_kept["mouse/raw"] <= len(written)
+    assert {t for t, _ in kept} <= {t for t, _ in written}
+
+
+def test_raw_mouse_rate_keeps_the_path_end_to_end(tmp_path: Path) -> None:
+    # 1 kHz relative motion for 0.5 s with one click in the middle; --rate mouse/raw=60 thins it.
+    samples = [(1, (i % 7) - 3, (i % 5) - 1, 0x0001 if i == 250 else 0, 0) for i in range(500)]
+    written = _write_raw_episode(tmp_path / "episode.mcap", samples)
+    dataset = build_event_dataset(
+        EventDatasetConfig(
+            train_dir=tmp_path, rates_hz=parse_rates(["mouse/raw=60"]), keep_topics=("mouse/raw",), test_percent=0
+        )
+    )
+    train = dataset["train"]
+    kept = _kept_raw(train.data.table)
+    assert 30 <= len(kept) < 60
+    assert sum(p["last_x"] for _, p in kept) == sum(e.last_x for _, e in written)
+    assert sum(p["last_y"] for _, p in kept) == sum(e.last_y for _, e in written)
+    assert [p["button_flags"] for _, p in kept].count(1) == 1
+    assert kept[-1][0] == written[-1][0]  # motion thinned after the last kept sample comes back as the last one
+
+
+def test_recording_cut_at_a_chunk_boundary_is_listed_as_salvaged(tmp_path: Path) -> None:
+    # A crashed recorder can stop between two chunks: no DataEnd, no summary, every record whole.
+    root = tmp_path / "recordings"
+    root.mkdir()
+    path = root / "crashed.mcap"
+    with OWAMcapWriter(path, chunk_size=512) as writer:
+        for i in range(300):
+            writer.write_message("keyboard", KeyboardEvent(event_type="press", vk=65), timestamp_ns=10**9 + i)
+    with open(path, "rb") as f:
+        chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    boundary = chunks[3].chunk_start_offset + chunks[3].chunk_length
+    path.write_bytes(path.read_bytes()[:boundary])
+
+    dataset = build_event_dataset(EventDatasetConfig(train_dir=root, test_percent=0))
+    (problem,) = dataset.report.problems
+    assert problem["action"] == "salvaged" and f"byte {boundary}" in problem["reason"]
+    assert 0 < problem["events_kept"] == len(dataset["train"]) < 300
+    assert dataset.report.files_salvaged == 1
+    with pytest.raises(RecordingError, match=r"crashed\.mcap"):
+        build_event_dataset(EventDatasetConfig(train_dir=root, test_percent=0, strict=True, num_workers=1))

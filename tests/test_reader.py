@@ -6,6 +6,7 @@ import collections
 import contextlib
 import random
 import shutil
+import struct
 from pathlib import Path
 
 import orjson
@@ -349,3 +350,153 @@ def test_malformed_schema_record_is_damage_with_offset(tmp_path: Path) -> None:
     with OWAMcapReader(path, on_damage="salvage") as reader:
         assert list(reader.iter_messages()) == []
         assert reader.report.damaged
+
+
+# -- crashed recordings and untrustworthy indexes, built with the project's own writer ----------------
+
+
+def _three_hundred(tmp_path: Path) -> tuple[Path, list[RecordedMessage], list]:
+    """300 key events, 1 ms apart, over ~30 small zstd chunks; returns the file, its messages, its chunk indexes."""
+    from owa.data.messages import KeyboardEvent
+    from owa.data.recordings.writer import OWAMcapWriter
+
+    path = tmp_path / "three-hundred.mcap"
+    with OWAMcapWriter(path, chunk_size=512) as writer:
+        for i in range(300):
+            event = KeyboardEvent(event_type="press" if i % 2 else "release", vk=i % 200)
+            writer.write_message("keyboard", event, timestamp_ns=1_000_000 * (i + 1))
+    with open(path, "rb") as f:
+        chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+    assert len(chunks) >= 10
+    full = list(read_messages(path))
+    assert len(full) == 300
+    return path, full, chunks
+
+
+def _summary_start(data: bytes) -> int:
+    """Where the summary section starts, from the footer (opcode, length, summary_start, ...; then magic)."""
+    footer = len(data) - 8 - (1 + 8 + 20)
+    assert data[footer] == 0x02
+    return int.from_bytes(data[footer + 9 : footer + 17], "little")
+
+
+def test_recording_cut_at_a_chunk_boundary_is_reported_truncated(tmp_path: Path) -> None:
+    path, full, chunks = _three_hundred(tmp_path)
+    boundary = chunks[3].chunk_start_offset + chunks[3].chunk_length  # no message index, DataEnd or footer
+    cut = tmp_path / "cut-at-boundary.mcap"
+    cut.write_bytes(path.read_bytes()[:boundary])
+    before_cut = [m for m in full if m.timestamp_ns <= chunks[3].message_end_time]
+
+    got: list[RecordedMessage] = []
+    with pytest.raises(CorruptRecordingError, match="DataEnd") as info:
+        got.extend(read_messages(cut))
+    assert got == before_cut
+    assert info.value.offset == boundary and info.value.messages_read == len(before_cut)
+
+    with OWAMcapReader(cut, on_damage="salvage") as reader:
+        assert list(reader.iter_messages()) == before_cut
+        assert reader.report.damaged and reader.report.offset == boundary and not reader.report.had_summary
+        assert reader.report.chunks_skipped == 0
+
+
+def test_unchunked_recording_without_data_end_is_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "loose.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, use_chunking=False)
+        writer.start(profile="owa", library="test")
+        channel = writer.register_channel("keyboard", "json", writer.register_schema("desktop/KeyboardEvent", "", b""))
+        for t in (1, 2, 3):
+            writer.add_message(channel, t, b'{"event_type":"press","vk":65}', t)
+        f.flush()
+        cut_at = f.tell()  # after the last message record, before DataEnd
+        writer.finish()
+    path.write_bytes(path.read_bytes()[:cut_at])
+    with OWAMcapReader(path, on_damage="salvage") as reader:
+        assert [m.timestamp_ns for m in reader.iter_messages()] == [1, 2, 3]
+        assert reader.report.damaged and reader.report.offset == cut_at
+
+
+def _corrupt_middle_chunk(path: Path, chunks: list) -> tuple[bytearray, object]:
+    victim = chunks[len(chunks) // 3]
+    data = bytearray(path.read_bytes())
+    middle = victim.chunk_start_offset + victim.chunk_length // 2
+    data[middle : middle + 8] = b"\xff" * 8
+    return data, victim
+
+
+@pytest.mark.parametrize("keep_data_end", [True, False])
+def test_salvage_without_summary_goes_on_after_a_corrupt_chunk(tmp_path: Path, keep_data_end: bool) -> None:
+    path, full, chunks = _three_hundred(tmp_path)
+    data, victim = _corrupt_middle_chunk(path, chunks)
+    with_summary = tmp_path / "with-summary.mcap"
+    with_summary.write_bytes(bytes(data))
+    with OWAMcapReader(with_summary, on_damage="salvage") as reader:
+        indexed = list(reader.iter_messages())
+        assert reader.report.had_summary and reader.report.chunks_skipped == 1
+
+    # Without the summary (and, for a crashed recorder, without DataEnd): the scan must resynchronize.
+    end = _summary_start(bytes(data)) if keep_data_end else chunks[-1].chunk_start_offset + chunks[-1].chunk_length
+    without = tmp_path / "without-summary.mcap"
+    without.write_bytes(bytes(data[:end]))
+    with OWAMcapReader(without, on_damage="salvage") as reader:
+        scanned = list(reader.iter_messages())
+        assert not reader.report.had_summary
+        assert reader.report.damaged and reader.report.offset == victim.chunk_start_offset
+        assert reader.report.chunks_skipped == 1
+    lost = [m for m in full if victim.message_start_time <= m.timestamp_ns <= victim.message_end_time]
+    assert scanned == indexed == [m for m in full if m not in lost]
+    assert len(scanned) > 250
+
+    with pytest.raises(CorruptRecordingError) as info:
+        list(read_messages(without))
+    assert info.value.offset == victim.chunk_start_offset
+
+
+def test_salvage_without_summary_survives_a_destroyed_record_length(tmp_path: Path) -> None:
+    path, full, chunks = _three_hundred(tmp_path)
+    victim = chunks[5]
+    data = bytearray(path.read_bytes()[: _summary_start(path.read_bytes())])
+    data[victim.chunk_start_offset + 1 : victim.chunk_start_offset + 9] = (2**40).to_bytes(8, "little")
+    bad = tmp_path / "bad-length.mcap"
+    bad.write_bytes(bytes(data))
+    with OWAMcapReader(bad, on_damage="salvage") as reader:
+        got = list(reader.iter_messages())
+        assert reader.report.offset == victim.chunk_start_offset and reader.report.chunks_skipped == 1
+    assert got == [m for m in full if not victim.message_start_time <= m.timestamp_ns <= victim.message_end_time]
+
+
+def _lie_about_chunk_bounds(path: Path, chunk, start_ns: int, end_ns: int) -> Path:
+    """Rewrite one chunk's declared log-time bounds, in its header and in its summary index record."""
+    data = bytearray(path.read_bytes())
+    honest = struct.pack("<QQ", chunk.message_start_time, chunk.message_end_time)
+    lie = struct.pack("<QQ", start_ns, end_ns)
+    header = chunk.chunk_start_offset + 9
+    assert data[header : header + 16] == honest
+    data[header : header + 16] = lie
+    index_record = honest + struct.pack("<Q", chunk.chunk_start_offset)
+    at = data.index(index_record, _summary_start(bytes(data)))
+    data[at : at + 16] = lie
+    data[-8 - 12 : -8 - 8] = b"\0\0\0\0"  # summary CRC: 0 means "not computed"
+    liar = path.with_name(f"liar-{start_ns}-{end_ns}.mcap")
+    liar.write_bytes(bytes(data))
+    with open(liar, "rb") as f:
+        assert any(c.message_start_time == start_ns for c in make_reader(f).get_summary().chunk_indexes)
+    return liar
+
+
+@pytest.mark.parametrize("lie", ["start-too-late", "end-too-early", "far-in-the-future", "far-in-the-past"])
+def test_messages_outside_their_chunks_declared_bounds_come_out_in_order(tmp_path: Path, lie: str) -> None:
+    path, full, chunks = _three_hundred(tmp_path)
+    victim, last = chunks[4], chunks[-1]
+    mid = (victim.message_start_time + victim.message_end_time) // 2
+    bounds = {
+        "start-too-late": (mid, victim.message_end_time),
+        "end-too-early": (victim.message_start_time, mid),
+        "far-in-the-future": (last.message_end_time + 1, last.message_end_time + 2),
+        "far-in-the-past": (0, 1),
+    }[lie]
+    liar = _lie_about_chunk_bounds(path, victim, *bounds)
+    with OWAMcapReader(liar) as reader:
+        assert reader.report.had_summary
+        assert list(reader.iter_messages()) == full
+        assert list(reader.iter_messages("keyboard")) == full

@@ -5,8 +5,11 @@ The rules, in one place:
 * **Topics.** Only ``keep_topics`` are read (the filter goes down into the reader).
 * **Rates thin continuous samples only.** ``rates_hz={"mouse": 60}`` keeps a mouse *move* only when at
   least ``1/60`` s passed since the last kept move. Clicks, scrolls, key presses and releases are never
-  dropped, and do not reset the clock. Continuous samples are: mouse moves, screen frames and raw mouse
-  motion without button flags. A rate on a topic without continuous samples (``keyboard``) thins nothing.
+  dropped, and do not reset the clock. Continuous samples are: mouse moves, screen frames and relative raw
+  mouse motion without button flags or wheel data. A thinned raw sample's motion (``last_x``/``last_y``) is
+  added to the topic's next kept raw sample, and motion thinned after the episode's last kept one comes
+  back as its last thinned sample, so per episode the raw motion sums to the recording's exactly. A rate
+  on a topic without continuous samples (``keyboard``) thins nothing.
   Samples stamped in the same nanosecond as the last kept one count as the same instant and are kept
   (real recorders stamp bursts of moves with one clock tick), so a rate above the recorded rate keeps
   every message. ``inf`` means no limit.
@@ -205,26 +208,53 @@ class EventDatasetReport:
 # --------------------------------------------------------------------------------------------------
 
 
+_RAW_MOUSE = "desktop/RawMouseEvent"
+_MOUSE_MOVE_ABSOLUTE = 0x01  # RAWMOUSE us_flags: last_x/last_y are a position, not a motion
+
+
 def is_continuous_sample(message_type: str, payload: Mapping[str, Any]) -> bool:
     """True for samples that rate limiting may thin: mouse moves, screen frames, raw motion without buttons.
 
-    ``payload`` is the message's parsed JSON object.
+    ``payload`` is the message's parsed JSON object. A raw mouse sample is continuous only when it is
+    relative motion and nothing else: no button flags, no wheel data (``button_data``), not absolute.
     """
     if message_type == "desktop/ScreenCaptured":
         return True
     if message_type == "desktop/MouseEvent":
         return payload.get("event_type") == "move"
-    if message_type == "desktop/RawMouseEvent":
-        return not payload.get("button_flags")
+    if message_type == _RAW_MOUSE:
+        return not (
+            payload.get("button_flags")
+            or payload.get("button_data")
+            or (payload.get("us_flags") or 0) & _MOUSE_MOVE_ABSOLUTE
+        )
     return False
 
 
+@dataclasses.dataclass(slots=True)
+class _ThinnedMotion:
+    """Relative motion of the raw mouse samples thinned since the topic's last kept one."""
+
+    dx: int
+    dy: int
+    row: int  # where the last thinned sample would have gone among the kept rows
+    timestamp_ns: int
+    payload: dict[str, Any]
+
+
 class RateLimiter:
-    """Per-topic minimum spacing of continuous samples, in integer nanoseconds."""
+    """Per-topic minimum spacing of continuous samples, in integer nanoseconds.
+
+    Thinned raw mouse samples are relative motion, so their motion is not dropped with them
+    (:meth:`admit`): it is added to the topic's next kept raw sample, and motion still thinned when the
+    episode ends comes back as its last thinned sample (:meth:`leftover_motion`). Over an episode the sums
+    of ``last_x`` and of ``last_y`` are then exactly the recording's. Use one limiter per episode.
+    """
 
     def __init__(self, rates_hz: Mapping[str, float]) -> None:
         self._interval_ns = {topic: round(1e9 / rate) for topic, rate in rates_hz.items() if rate != math.inf}
         self._last_kept: dict[str, int] = {}
+        self._thinned: dict[str, _ThinnedMotion] = {}
 
     def keep(self, topic: str, timestamp_ns: int, message_type: str, payload: Mapping[str, Any]) -> bool:
         """Whether to keep this message; ``payload`` is its parsed JSON object."""
@@ -238,6 +268,48 @@ class RateLimiter:
             return False
         self._last_kept[topic] = timestamp_ns
         return True
+
+    def admit(
+        self, topic: str, timestamp_ns: int, message_type: str, payload: dict[str, Any], data: bytes, row: int
+    ) -> bytes | None:
+        """:meth:`keep`, carrying thinned raw motion: None to drop, else the payload bytes to store.
+
+        ``data`` is the message's payload bytes and ``payload`` their parsed object; ``row`` is the index the
+        message takes among the kept rows if kept. A kept raw mouse sample after thinned ones is returned
+        rewritten with their ``last_x``/``last_y`` added to its own.
+        """
+        kept = self.keep(topic, timestamp_ns, message_type, payload)
+        if message_type != _RAW_MOUSE:
+            return data if kept else None
+        thinned = self._thinned.get(topic)
+        if not kept:  # only relative motion is ever thinned (is_continuous_sample)
+            dx, dy = int(payload.get("last_x") or 0), int(payload.get("last_y") or 0)
+            if thinned is not None:
+                dx, dy = dx + thinned.dx, dy + thinned.dy
+            self._thinned[topic] = _ThinnedMotion(dx, dy, row, timestamp_ns, payload)
+            return None
+        if thinned is None:
+            return data
+        del self._thinned[topic]
+        return _with_motion(
+            payload, thinned.dx + int(payload.get("last_x") or 0), thinned.dy + int(payload.get("last_y") or 0)
+        )
+
+    def leftover_motion(self) -> list[tuple[int, str, int, bytes]]:
+        """At the episode's end: ``(row, topic, timestamp_ns, payload bytes)`` per topic with motion still thinned.
+
+        Each is the topic's last thinned raw sample, carrying all the motion thinned after the last kept
+        one; insert it at ``row`` (rows in descending order, so earlier indices stay valid) to keep time order.
+        """
+        leftovers = [
+            (t.row, topic, t.timestamp_ns, _with_motion(t.payload, t.dx, t.dy)) for topic, t in self._thinned.items()
+        ]
+        self._thinned.clear()
+        return sorted(leftovers, key=lambda item: item[0], reverse=True)
+
+
+def _with_motion(payload: dict[str, Any], dx: int, dy: int) -> bytes:
+    return orjson.dumps({**payload, "last_x": dx, "last_y": dy})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,13 +344,20 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                     logger.warning("Skipping bad message: %s", error)
                     result.bad_messages += 1
                     continue
-                if not limiter.keep(topic, timestamp_ns, message_type, payload):
+                data = limiter.admit(topic, timestamp_ns, message_type, payload, data, len(times))
+                if data is None:
                     continue
                 result.events_kept[topic] += 1
                 topics.append(topic)
                 times.append(timestamp_ns)
                 types.append(message_type)
                 payloads.append(dump_mcap_message_json(topic, timestamp_ns, message_type, data))
+            for row, topic, timestamp_ns, data in limiter.leftover_motion():  # thinned raw motion at the end
+                result.events_kept[topic] += 1
+                topics.insert(row, topic)
+                times.insert(row, timestamp_ns)
+                types.insert(row, _RAW_MOUSE)
+                payloads.insert(row, dump_mcap_message_json(topic, timestamp_ns, _RAW_MOUSE, data))
             report = reader.report
             report.bad_messages += result.bad_messages
             if report.damaged or report.bad_messages:

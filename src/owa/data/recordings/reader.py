@@ -7,14 +7,18 @@ package is still used for the summary section.
 
 * **Filters go down.** With a summary, chunks whose channels or time range miss the filter are never
   decompressed; messages of other topics are skipped before their payload is sliced.
+* **Order.** A file's kept messages are gathered and ordered once (a linear check, and no sort when the
+  chunks follow each other in time): chunks' declared time bounds are not trusted for ordering.
 * **Versions.** Schema names and payloads of every recorder version are normalized in memory by
   :mod:`owa.data.recordings.versions`; current payloads pass through as the same bytes.
-* **Damage.** A file without summary/footer (the recorder crashed) is scanned record by record up to
-  the damage. A truncated record, a corrupt chunk or a bad record stops reading with a
-  :class:`~owa.data.errors.CorruptRecordingError` naming the file and byte offset
-  (``on_damage="raise"``, the default), or is recorded in :attr:`OWAMcapReader.report` and logged
-  (``on_damage="salvage"``). Salvage keeps every message before the damage; with a summary it also
-  skips a corrupt chunk and goes on with the next, counting skipped chunks.
+* **Damage.** A file without summary/footer (the recorder crashed) is scanned record by record; one that
+  ends before its DataEnd record was cut short, even when the cut falls cleanly between two chunks. A
+  truncated record, a corrupt chunk, a bad record or a missing DataEnd raises a
+  :class:`~owa.data.errors.CorruptRecordingError` naming the file and byte offset, after every message
+  read before it (``on_damage="raise"``, the default), or is recorded in :attr:`OWAMcapReader.report` and
+  logged (``on_damage="salvage"``). Salvage skips a corrupt chunk and goes on with the next, counting
+  skipped chunks: through the chunk index with a summary, and without one by searching forward for the
+  next record that parses as a whole chunk (known compression, consistent lengths, matching CRC).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ _MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel_id, sequence, log_time, publis
 _CHUNK_HEAD = struct.Struct("<QQQI")  # message_start_time, message_end_time, uncompressed_size, uncompressed_crc
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _MAX_RECORD_BYTES = 4 * 1024**3
+_CHUNK_OPCODE = bytes([_OP_CHUNK])
+_COMPRESSION_NAMES = frozenset((b"", b"zstd", b"lz4"))  # the chunk compressions _DECOMPRESSORS reads
 
 
 class RecordedMessage(NamedTuple):
@@ -101,7 +107,7 @@ class OWAMcapReader:
     Args:
         path: the ``.mcap`` file.
         on_damage: ``"raise"`` (default) raises :class:`CorruptRecordingError` where the damage is, after
-            yielding every message before it; ``"salvage"`` stops (or skips a corrupt indexed chunk),
+            yielding every message before it; ``"salvage"`` skips a corrupt chunk (or stops at the damage),
             logs a warning and records the damage in :attr:`report`.
         validate_crcs: check chunk CRCs (cheap next to decompression, so on by default).
 
@@ -232,8 +238,10 @@ class OWAMcapReader:
 
     # -- message batches (one per chunk), filtered ------------------------------------------------
 
-    def _indexed_batches(self, wanted: set[str] | None, window: tuple[int | None, int | None]) -> Iterator[_Batch]:
-        """One batch per chunk, in chunk-start order, with the chunk's unfiltered time bounds."""
+    def _indexed_batches(
+        self, wanted: set[str] | None, window: tuple[int | None, int | None]
+    ) -> Iterator[list[RecordedMessage]]:
+        """The kept messages of each chunk, one list per chunk, in declared chunk-start order."""
         assert self._summary is not None
         channels = self._channels_from_summary()
         keep = {cid for cid, ch in channels.items() if wanted is None or ch.topic in wanted}
@@ -265,49 +273,84 @@ class OWAMcapReader:
             except _Damage as damage:
                 self._damaged(damage)
             else:
-                yield _Batch(index.message_start_time, index.message_end_time, batch)
+                yield batch
                 continue
             if self._on_damage == "raise":
                 return
             self.report.chunks_skipped += 1
 
-    def _scanned_batches(self, wanted: set[str] | None, window: tuple[int | None, int | None]) -> Iterator[_Batch]:
+    def _scanned_batches(
+        self, wanted: set[str] | None, window: tuple[int | None, int | None]
+    ) -> Iterator[list[RecordedMessage]]:
         """Linear scan from the start: the path for files without a usable summary (or without chunks).
 
-        Chunks may come in any time order here, so the file's messages (up to any damage) are
-        collected and sorted once: memory follows the file's size on this path only.
+        Records are read up to the DataEnd record; a file that stops before it was cut short (a crashed
+        recorder), even when it stops cleanly between two records, and that is damage at its last byte.
+        When salvaging, a damaged record does not end the scan: it goes on at the next whole chunk (see
+        :func:`_next_chunk`), counting the skipped part in ``chunks_skipped``.
         """
         channels: dict[int, _Channel] = {}
         schemas: dict[int, str] = {}
         self._file.seek(0)
-        data = memoryview(self._file.read())
-        pos = len(MAGIC)
-        messages: list[RecordedMessage] = []
+        raw = self._file.read()
+        data = memoryview(raw)
+        pos: int | None = len(MAGIC)
+        ended = False
+        while pos is not None and pos < len(data) and not ended:
+            try:
+                batch, pos, ended = self._scan_record(data, pos, channels, schemas, wanted, window)
+            except _Damage as damage:
+                self._damaged(damage)
+                if self._on_damage == "raise":
+                    return
+                pos = self._resync(raw, pos + 1, channels, schemas)
+                self.report.chunks_skipped += pos is not None
+                continue
+            if batch:
+                yield batch
+        if not ended and pos is not None:
+            self._damaged(_Damage("recording ends without a DataEnd record (cut short)", len(data)))
+
+    def _scan_record(
+        self,
+        data: memoryview,
+        pos: int,
+        channels: dict[int, _Channel],
+        schemas: dict[int, str],
+        wanted: set[str] | None,
+        window: tuple[int | None, int | None],
+    ) -> tuple[list[RecordedMessage], int, bool]:
+        """Read the record at ``pos``: ``(its kept messages, the next record's offset, whether data ended)``."""
+        if pos + 9 > len(data):
+            raise _Damage("truncated record header", pos)
+        opcode, length = _RECORD_HEAD.unpack_from(data, pos)
+        body_start = pos + 9
+        if length > _MAX_RECORD_BYTES or body_start + length > len(data):
+            raise _Damage(f"truncated record (opcode 0x{opcode:02x}, {length} bytes declared)", pos)
+        batch: list[RecordedMessage] = []
         try:
-            while pos < len(data):
-                if pos + 9 > len(data):
-                    raise _Damage("truncated record header", pos)
-                opcode, length = _RECORD_HEAD.unpack_from(data, pos)
-                body_start = pos + 9
-                if length > _MAX_RECORD_BYTES or body_start + length > len(data):
-                    raise _Damage(f"truncated record (opcode 0x{opcode:02x}, {length} bytes declared)", pos)
-                body = data[body_start : body_start + length]
-                try:
-                    if opcode == _OP_CHUNK:
-                        records = self._decompress_chunk(body, pos)
-                        messages.extend(self._messages_in(records, channels, schemas, wanted, window, pos))
-                    elif opcode in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
-                        record = data[pos : body_start + length]
-                        messages.extend(self._messages_in(record, channels, schemas, wanted, window, pos))
-                except _MALFORMED as e:
-                    raise _Damage(f"malformed record ({type(e).__name__}: {e})", pos) from e
-                if opcode in (_OP_DATA_END, _OP_FOOTER):
-                    break
-                pos = body_start + length
-        except _Damage as damage:
-            self._damaged(damage)
-        if messages:
-            yield _Batch(messages[0].timestamp_ns, messages[-1].timestamp_ns, _sorted(messages))
+            if opcode == _OP_CHUNK:
+                records = self._decompress_chunk(data[body_start : body_start + length], pos)
+                batch.extend(self._messages_in(records, channels, schemas, wanted, window, pos))
+            elif opcode in (_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE):
+                batch.extend(self._messages_in(data[pos : body_start + length], channels, schemas, wanted, window, pos))
+        except _MALFORMED as e:
+            raise _Damage(f"malformed record ({type(e).__name__}: {e})", pos) from e
+        return batch, body_start + length, opcode in (_OP_DATA_END, _OP_FOOTER)
+
+    def _resync(self, raw: bytes, pos: int, channels: dict[int, _Channel], schemas: dict[int, str]) -> int | None:
+        """Offset of the next whole chunk at or after ``pos`` (None when there is none); see :func:`_next_chunk`.
+
+        A candidate must also decompress to its declared size with a matching CRC and parse.
+        """
+        while (pos := _next_chunk(raw, pos)) is not None:
+            try:
+                self._scan_record(memoryview(raw), pos, dict(channels), dict(schemas), set(), (None, None))
+            except _Damage:
+                pos += 1
+                continue
+            return pos
+        return None
 
     def _messages_in(
         self,
@@ -436,6 +479,30 @@ def _check_summary(summary, size: int) -> None:  # summary: mcap.summary.Summary
             raise ValueError(f"chunk at {index.chunk_start_offset} runs past the end of the file")
 
 
+def _next_chunk(raw: bytes, pos: int) -> int | None:
+    """Offset of the next record at or after ``pos`` shaped like a whole chunk, or None.
+
+    The shape: opcode 0x06, a length that fits in the file, a known compression name, and a records
+    length that accounts for the rest of the body exactly. Random bytes almost never pass; the caller
+    still decompresses the candidate and checks its size and CRC.
+    """
+    size = len(raw)
+    while (pos := raw.find(_CHUNK_OPCODE, pos)) >= 0:
+        name_at = pos + 9 + _CHUNK_HEAD.size
+        if name_at + 4 > size:
+            return None
+        (length,) = _U64.unpack_from(raw, pos + 1)
+        (name_len,) = _U32.unpack_from(raw, name_at)
+        records_at = name_at + 4 + name_len
+        end = pos + 9 + length
+        if length <= _MAX_RECORD_BYTES and end <= size and name_len <= 8 and records_at + 8 <= end:
+            (records_len,) = _U64.unpack_from(raw, records_at)
+            if records_at + 8 + records_len == end and raw[name_at + 4 : records_at] in _COMPRESSION_NAMES:
+                return pos
+        pos += 1
+    return None
+
+
 def _make_channel(topic: str, schema_name: str) -> _Channel:
     message_type = normalize_message_type(schema_name)
     return _Channel(topic, message_type, payload_normalizer(message_type))
@@ -468,31 +535,26 @@ _DECOMPRESSORS: dict[str, Callable[[memoryview | bytes, int], bytes | memoryview
 }
 
 
-class _Batch(NamedTuple):
-    """Messages of one chunk (kept ones only) and the chunk's *unfiltered* log-time bounds."""
+def _in_log_time_order(batches: Iterable[list[RecordedMessage]]) -> Iterator[RecordedMessage]:
+    """The messages of all batches (chunks) in log-time order; ties keep file order (the sort is stable).
 
-    start_ns: int
-    end_ns: int
-    messages: list[RecordedMessage]
-
-
-def _in_log_time_order(batches: Iterable[_Batch]) -> Iterator[RecordedMessage]:
-    """Merge per-chunk batches, arriving in chunk-start order, into log-time order.
-
-    A buffered batch can be emitted once the next chunk starts no earlier than every buffered chunk
-    ends: no later chunk can hold an earlier message. Overlapping chunks are buffered together and
-    sorted. The decision uses the chunks' own bounds, never the filtered messages, so it holds for any
-    topic filter. Sorting is stable, so ties keep file order.
+    Chunks' declared time bounds are not trusted for ordering: a writer can get them wrong, and a merge
+    that streams by them puts a message outside its chunk's bounds out of place, which no later step can
+    repair. So a file's kept messages are gathered and ordered once. For the usual file, whose chunks
+    follow each other in time, that is one linear check and no sort; memory follows the file's kept
+    messages (stage 1 holds them all anyway), and they are released in blocks as they are yielded.
     """
-    pending: list[RecordedMessage] = []
-    pending_end: int | None = None
+    messages: list[RecordedMessage] = []
     for batch in batches:
-        if pending_end is not None and batch.start_ns >= pending_end:
-            yield from _sorted(pending)
-            pending, pending_end = [], None
-        pending.extend(batch.messages)
-        pending_end = batch.end_ns if pending_end is None else max(pending_end, batch.end_ns)
-    yield from _sorted(pending)
+        messages.extend(batch)
+    messages = _sorted(messages)
+    for start in range(0, len(messages), _RELEASE_BLOCK):
+        block = messages[start : start + _RELEASE_BLOCK]
+        messages[start : start + _RELEASE_BLOCK] = itertools.repeat(None, len(block))  # type: ignore[list-item]
+        yield from block
+
+
+_RELEASE_BLOCK = 4096  # messages handed on (and released by the reader) at a time
 
 
 def _sorted(messages: list[RecordedMessage]) -> list[RecordedMessage]:
