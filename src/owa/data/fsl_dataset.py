@@ -32,22 +32,22 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from owa.data.counters import Counters
 from owa.data.episode_tokenizer import deserialize_screen
-from owa.data.errors import DatasetError, OWADataError, PackingError
+from owa.data.errors import DatasetError, OnError, OWADataError, PackingError, check_on_error
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
 from owa.data.packing import PackingPlan, plan_packing
-from owa.data.transforms import TransformStats
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["FSLDataset", "FSLSample"]
+__all__ = ["FSLDataset", "FSLSample", "ImageStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,19 @@ def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+class ImageStats(Counters):
+    """The frames an :class:`FSLDataset` decoded and skipped, with skipped errors by type and the last one.
+
+    Shared memory: DataLoader workers (forked or spawned) add to what the parent reads (see
+    :mod:`owa.data.counters`).
+    """
+
+    SHARED = True
+
+    images_decoded: int
+    images_skipped: int
+
+
 class FSLDataset:
     """Fixed-sequence-length samples packed from a tokenized Event Dataset.
 
@@ -157,8 +170,8 @@ class FSLDataset:
         media_policy: which media URIs frames may be read from.
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
             the image's place (keeping one entry per image) and counts it in :attr:`image_stats`
-            (a :class:`owa.data.transforms.TransformStats`: ``images_decoded``, ``images_skipped``, ``errors``,
-            ``last_error``, summed over DataLoader workers). Raised errors name the sample, event row and episode.
+            (an :class:`ImageStats`: ``images_decoded``, ``images_skipped``, ``errors``, ``last_error``, summed
+            over DataLoader workers). Raised errors name the sample, event row and episode.
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
@@ -176,7 +189,7 @@ class FSLDataset:
         return_segment_offsets: bool = False,
         log_every: int | None = 30,
         media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
-        on_image_error: Literal["raise", "skip"] = "raise",
+        on_image_error: OnError = "raise",
     ) -> None:
         if pad_token_id is None or not isinstance(pad_token_id, int | np.integer) or pad_token_id < 0:
             raise ValueError(
@@ -187,8 +200,7 @@ class FSLDataset:
             raise ValueError(f"Invalid max_sequence_length ({max_sequence_length!r}). It must be a positive integer.")
         if log_every is not None and log_every < 0:
             raise ValueError(f"Invalid log_every ({log_every}). Use a positive integer, or None/0 to switch off.")
-        if on_image_error not in ("raise", "skip"):
-            raise ValueError(f"Invalid on_image_error ({on_image_error!r}). Supported values are 'raise', 'skip'.")
+        check_on_error(on_image_error, name="on_image_error")
         self.dataset = dataset
         self.pad_token_id = int(pad_token_id)
         self.max_sequence_length = int(max_sequence_length)
@@ -200,7 +212,7 @@ class FSLDataset:
         self.media_policy = media_policy
         self.on_image_error = on_image_error
         # Shared memory, created here so that DataLoader workers (fork or spawn) add to what this process reads.
-        self.image_stats = TransformStats()
+        self.image_stats = ImageStats()
         self._plan: PackingPlan | None = None
         self._throughput: _Throughput | None = None
 
@@ -382,7 +394,7 @@ class FSLDataset:
         except OWADataError as e:
             raise self._locate(e, screens, owners) from e
         finally:
-            self.image_stats._add(
+            self.image_stats.add(
                 images_decoded=stats.decoded,
                 images_skipped=stats.skipped,
                 error_counts=stats.errors,

@@ -42,10 +42,13 @@ from owa.data.errors import (
     FrameDecodeError,
     FrameOutOfRangeError,
     MediaError,
+    OnError,
     OWADataError,
     VideoNotFoundError,
+    check_on_error,
 )
 from owa.data.frames.cache import BoundedLRU, DecoderCache
+from owa.data.frames.stats import DecodeStats
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ResolvedMedia
 
 if TYPE_CHECKING:
@@ -90,7 +93,6 @@ DEVICE_ENV_VAR = "OWA_FRAMES_DEVICE"
 THREADS_ENV_VAR = "OWA_FRAMES_THREADS"
 
 BackendName = Literal["auto", "pyav", "torchcodec"]
-OnError = Literal["raise", "skip"]
 _NS_PER_S = 1_000_000_000
 
 
@@ -272,34 +274,6 @@ def resolve_backend(backend: str | None = None) -> Literal["pyav", "torchcodec"]
 
 
 # --------------------------------------------------------------------------------------------------
-# Stats
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class DecodeStats:
-    """Counts of one or more ``decode_screens`` / ``FrameEngine.decode`` calls made with ``on_error="skip"``.
-
-    Attributes:
-        decoded: requests that produced a frame.
-        skipped: requests that failed and came back as None.
-        errors: skipped requests by error type name, e.g. ``{"VideoNotFoundError": 3}``.
-        last_error: message of the most recent failure.
-    """
-
-    decoded: int = 0
-    skipped: int = 0
-    errors: dict[str, int] = dataclasses.field(default_factory=dict)
-    last_error: str | None = None
-
-    def record_error(self, error: BaseException) -> None:
-        self.skipped += 1
-        name = type(error).__name__
-        self.errors[name] = self.errors.get(name, 0) + 1
-        self.last_error = str(error)
-
-
-# --------------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------------
 
@@ -406,7 +380,7 @@ class FrameEngine:
             FrameOutOfRangeError: a ``pts_ns`` outside the stream (lists the available times).
             FrameDecodeError: the video is not decodable.
         """
-        _check_on_error(on_error)
+        check_on_error(on_error)
         local_stats = DecodeStats()
         results = self._decode_requests(requests, on_error, local_stats)
         _merge_and_report(local_stats, stats, len(requests))
@@ -561,11 +535,6 @@ def _normalize_location(location: str | os.PathLike[str]) -> str:
     return location if _is_remote(location) else os.path.abspath(location)
 
 
-def _check_on_error(on_error: str) -> None:
-    if on_error not in get_args(OnError):
-        raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
-
-
 def _merge_and_report(local: DecodeStats, stats: DecodeStats | None, total: int) -> None:
     if local.skipped:
         logger.warning(
@@ -664,7 +633,7 @@ def decode_screens(
         ValueError: an invalid ``on_error``.
         OWADataError: with ``on_error="raise"``, as for :func:`decode_screen`.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     engine = engine if engine is not None else get_engine()
     local_stats = DecodeStats()
     results: list[np.ndarray | None] = [None] * len(screens)
