@@ -38,7 +38,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from owa.data.errors import DatasetError, MessageValidationError
+from owa.data.errors import DatasetError, InvalidInputError, MessageValidationError
 
 if TYPE_CHECKING:
     import datasets
@@ -212,17 +212,17 @@ _EXPECTED_TYPES: dict[str, tuple[pa.DataType, ...]] = {
 
 
 def _check_event_schema(schema: pa.Schema, split: str | None) -> None:
-    """Raise :class:`DatasetError` unless ``schema`` has the Event Dataset's columns and types."""
+    """Raise :class:`InvalidInputError` unless ``schema`` has the Event Dataset's columns and types."""
     for name, allowed in _EXPECTED_TYPES.items():
         if name not in schema.names:
-            raise DatasetError(
+            raise InvalidInputError(
                 f"Not an Event Dataset: column {name!r} is missing (columns: {', '.join(schema.names)}). "
                 "Expected episode_path, topic, timestamp_ns, message_type, mcap_message",
                 split=split,
             )
         found = schema.field(name).type
         if found not in allowed:
-            raise DatasetError(
+            raise InvalidInputError(
                 f"Not an Event Dataset: column {name!r} has type {found}; expected {allowed[0]}", split=split
             )
 
@@ -632,7 +632,7 @@ def _check_split(dataset: Any, split: str | None) -> None:
     import datasets
 
     if not isinstance(dataset, datasets.Dataset):
-        raise DatasetError(
+        raise InvalidInputError(
             f"Invalid event dataset type {type(dataset).__name__}. Supported: datasets.Dataset, "
             "datasets.DatasetDict or the folder of one saved with save_to_disk",
             split=split,
@@ -649,11 +649,11 @@ def _load(path: str | os.PathLike[str]) -> datasets.Dataset | datasets.DatasetDi
     import datasets
 
     if not Path(path).is_dir():
-        raise DatasetError("Input folder does not exist", path=path)
+        raise InvalidInputError("Input folder does not exist", path=path)
     try:
         return datasets.load_from_disk(os.fspath(path))
     except FileNotFoundError as e:
-        raise DatasetError(
+        raise InvalidInputError(
             "Input folder is not a dataset saved with save_to_disk (no dataset_dict.json or state.json)", path=path
         ) from e
 
@@ -698,8 +698,9 @@ def build_binned_dataset(
 
     Raises:
         ValueError: invalid settings, or ``config`` mixed with setting keywords.
-        DatasetError: the input is missing, not an Event Dataset, holds nulls, or an episode spans more bins
-            than int32 holds; or ``output_dir`` would hold the input's own files.
+        InvalidInputError (a DatasetError): the input is missing or not an Event Dataset, or ``output_dir``
+            would hold the input's own files.
+        DatasetError: the input holds nulls, or an episode spans more bins than int32 holds.
         OutputExistsError: ``output_dir`` exists and ``overwrite`` is False (checked before any work).
         MessageValidationError: with ``numeric_actions``, an unreadable keyboard or mouse action.
     """
@@ -759,7 +760,9 @@ def build_binned_dataset(
     output = Path(output_dir).absolute()
     resolved = output.resolve()
     if any(file == resolved or resolved in file.parents for file in _input_files(event_dataset)):
-        raise DatasetError("Output folder holds the input dataset; write the binned dataset elsewhere", path=output)
+        raise InvalidInputError(
+            "Output folder holds the input dataset; write the binned dataset elsewhere", path=output
+        )
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         # Stream each split to one Arrow file (memory stays flat), then let `datasets` lay out the folder.
         scratch = tmp / ".scratch"
