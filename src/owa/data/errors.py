@@ -105,7 +105,8 @@ class OWADataError(Exception):
             value = fields.pop(name, None)
             if getattr(error, name) is None and value is not None:
                 setattr(error, name, str(value) if name == "path" else value)
-        error.context = {**fields, **self.context}
+        # New fields come first, as they name the outer place (row, sample) and the error's own detail follows.
+        error.context = {**{k: v for k, v in fields.items() if k not in self.context}, **self.context}
         error.args = (error._render(),)
         return error
 

@@ -11,7 +11,7 @@ Every command, here and in the ``scripts/`` wrappers, ends with the same exit co
 2   a usage or configuration error: a bad flag or value (``ValueError``), or an input or output that cannot be
     used as given (:class:`~owa.data.errors.InvalidInputError`: missing folder, not an Event Dataset, output
     exists without ``--overwrite``)
-130 interrupted (Ctrl-C or SIGTERM); partial outputs are removed
+130 interrupted (Ctrl-C or SIGTERM); ``events`` and ``bin`` leave no partial output folder
 ==  ==========================================================================================================
 
 Expected errors print one plain line on stderr (``Error: ...``) and no traceback; ``--verbose`` logs it.
