@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from owa.data.binning_numeric import numeric_action_columns
-from owa.data.errors import DatasetError
+from owa.data.errors import DatasetError, InvalidInputError
 from owa.data.schema import EVENT_FEATURES_DICT, MOUSE_BUTTONS, binned_features, check_arrow_schema
 
 if TYPE_CHECKING:
@@ -470,7 +470,7 @@ def _check_split(dataset: Any, split: str | None) -> None:
     import datasets
 
     if not isinstance(dataset, datasets.Dataset):
-        raise DatasetError(
+        raise InvalidInputError(
             f"Invalid event dataset type {type(dataset).__name__}. Supported: datasets.Dataset, "
             "datasets.DatasetDict or the folder of one saved with save_to_disk",
             split=split,
@@ -487,11 +487,11 @@ def _load(path: str | os.PathLike[str]) -> datasets.Dataset | datasets.DatasetDi
     import datasets
 
     if not Path(path).is_dir():
-        raise DatasetError("Input folder does not exist", path=path)
+        raise InvalidInputError("Input folder does not exist", path=path)
     try:
         return datasets.load_from_disk(os.fspath(path))
     except FileNotFoundError as e:
-        raise DatasetError(
+        raise InvalidInputError(
             "Input folder is not a dataset saved with save_to_disk (no dataset_dict.json or state.json)", path=path
         ) from e
 
@@ -534,8 +534,9 @@ def build_binned_dataset(
     Raises:
         TypeError: ``config`` is not a :class:`BinningConfig`.
         ValueError: invalid ``chunk_events``.
-        DatasetError: the input is missing, not an Event Dataset, holds nulls, or an episode spans more bins
-            than int32 holds; or ``output_dir`` would hold the input's own files.
+        InvalidInputError (a DatasetError): the input is missing or not an Event Dataset, or ``output_dir``
+            would hold the input's own files.
+        DatasetError: the input holds nulls, or an episode spans more bins than int32 holds.
         OutputExistsError: ``output_dir`` exists and ``overwrite`` is False (checked before any work).
         MessageValidationError: with ``numeric_actions``, an unreadable keyboard or mouse action.
     """
@@ -593,7 +594,9 @@ def build_binned_dataset(
     output = Path(os.path.abspath(output_dir))
     resolved = output.resolve()
     if any(file == resolved or resolved in file.parents for file in _input_files(event_dataset)):
-        raise DatasetError("Output folder holds the input dataset; write the binned dataset elsewhere", path=output)
+        raise InvalidInputError(
+            "Output folder holds the input dataset; write the binned dataset elsewhere", path=output
+        )
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         # Stream each split to one Arrow file (memory stays flat), then let `datasets` lay out the folder.
         scratch = tmp / ".scratch"

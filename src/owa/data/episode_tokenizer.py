@@ -29,7 +29,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +39,13 @@ from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.encoders import EncoderConfig, EventEncoder, encoder_class
 from owa.data.encoders.base import EVENT_END, EVENT_START
 from owa.data.episode_paths import resolve_episode_path
-from owa.data.errors import DatasetError, EncodingError, TokenizerNotPreparedError
+from owa.data.errors import (
+    DatasetError,
+    EncodingError,
+    OnError,
+    TokenizerNotPreparedError,
+    check_on_error,
+)
 from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, serialize_screen
 
 if TYPE_CHECKING:
@@ -397,7 +403,7 @@ class EpisodeTokenizer:
             return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         # Each batch also reports what the encoder clamped, so counts made in worker processes reach
         # this process's encoder.stats; the columns are dropped before returning.
-        stat_columns = {_STAT_PREFIX + name: datasets.Value("int64") for name in self.encoder.stats.as_dict()}
+        stat_columns = {_STAT_PREFIX + name: datasets.Value("int64") for name in self.encoder.stats.COUNTERS}
         started = time.perf_counter()
         with quiet_datasets_progress():  # the library never prints; progress is logged instead
             tokenized = dataset.with_format("arrow").map(
@@ -416,10 +422,8 @@ class EpisodeTokenizer:
             import pyarrow.compute as pc
 
             table = tokenized.select_columns(list(stat_columns)).with_format("arrow")[:]
-            for column in stat_columns:
-                name = column.removeprefix(_STAT_PREFIX)
-                total = pc.sum(table.column(column)).as_py() or 0
-                setattr(self.encoder.stats, name, getattr(self.encoder.stats, name) + total)
+            totals = {c.removeprefix(_STAT_PREFIX): pc.sum(table.column(c)).as_py() or 0 for c in stat_columns}
+            self.encoder.stats.add(**totals)  # see owa.data.counters: map() workers' counts come home this way
         tokenized = tokenized.remove_columns(list(stat_columns))
         logger.info("Tokenized %d events in %.2f s", len(tokenized), time.perf_counter() - started)
         return tokenized.with_format(None)
@@ -468,7 +472,7 @@ class EpisodeTokenizer:
         *,
         start_timestamp_ns: int | None = None,
         images: Sequence[ScreenCaptured] | None = None,
-        on_error: Literal["raise", "skip"] = "raise",
+        on_error: OnError = "raise",
     ) -> list[McapMessage]:
         """Turn token ids (e.g. a model's generation) back into events.
 
@@ -489,8 +493,7 @@ class EpisodeTokenizer:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             EncodingError: a malformed or incomplete event, with ``on_error="raise"``.
         """
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
+        check_on_error(on_error)
         text = self._ids_to_text(token_ids)
         config = self.config
         text = text.replace(config.episode_start_token, "").replace(config.episode_end_token, "")
@@ -587,7 +590,7 @@ class _TokenizeBatch:
         sources = {path: resolve_episode_path(path, self.episode_root) for path in set(paths)}
         image_token = config.image_token
         expanded = image_token * config.image_token_length
-        stats_before = owner.encoder.stats.as_dict()
+        stats_before = owner.encoder.stats.counts()
         texts: list[str] = []
         image_refs: list[str] = []
         image_counts: list[int] = []
@@ -595,9 +598,7 @@ class _TokenizeBatch:
             try:
                 text, images = encode(message, episode_path=sources[path])
             except EncodingError as e:
-                raise EncodingError(
-                    e.reason, path=path, topic=e.topic, timestamp_ns=e.timestamp_ns, row=indices[position], **e.context
-                ) from e
+                raise e.with_context(path=path, row=indices[position]) from e
             if images:
                 text = text.replace(image_token, expanded)
                 image_refs.extend(map(serialize_screen, images))
@@ -614,9 +615,9 @@ class _TokenizeBatch:
         image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(image_counts, out=image_offsets[1:])
         stat_columns = {}
-        for name, after in owner.encoder.stats.as_dict().items():
+        for name, count in owner.encoder.stats.since(stats_before).items():
             delta = np.zeros(len(texts), dtype=np.int64)
-            delta[0] = after - stats_before[name]  # the batch's count, on its first row
+            delta[0] = count  # the batch's count, on its first row
             stat_columns[_STAT_PREFIX + name] = pa.array(delta)
         return pa.table(
             {

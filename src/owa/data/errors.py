@@ -7,8 +7,9 @@ and render it in their message, so a failure in a thousand-file run points at th
 
 from __future__ import annotations
 
+import copy
 from os import PathLike
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "CorruptRecordingError",
@@ -16,16 +17,38 @@ __all__ = [
     "EncodingError",
     "FrameDecodeError",
     "FrameOutOfRangeError",
+    "InvalidInputError",
     "MediaError",
     "MessageValidationError",
     "OWADataError",
+    "OnError",
     "OutputExistsError",
     "PackingError",
     "RecordingError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",
+    "check_on_error",
 ]
+
+OnError = Literal["raise", "skip"]
+"""The policy for bad data, wherever a function offers one: ``"raise"`` a typed error naming the row,
+file or frame, or ``"skip"`` it (counted in the caller's stats and logged)."""
+_ON_ERROR_VALUES: tuple[OnError, ...] = ("raise", "skip")
+
+
+def check_on_error(value: object, *, name: str = "on_error") -> OnError:
+    """``value`` if it is a valid :data:`OnError`, else ValueError naming the argument ``name``.
+
+    >>> check_on_error("ignore")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid on_error ('ignore'). Supported values are 'raise', 'skip'.
+    """
+    if value not in _ON_ERROR_VALUES:
+        supported = ", ".join(repr(v) for v in _ON_ERROR_VALUES)
+        raise ValueError(f"Invalid {name} ({value!r}). Supported values are {supported}.")
+    return value  # type: ignore[return-value]  # checked just above
 
 
 class OWADataError(Exception):
@@ -68,31 +91,37 @@ class OWADataError(Exception):
         return f"{self.reason} ({', '.join(parts)})" if parts else self.reason
 
     def with_context(self, **fields: Any) -> OWADataError:
-        """A copy of this error (same type, same message) that also carries ``fields``.
+        """A copy of this error (same type, message and attributes) that also carries ``fields``.
 
         Fields that are None are ignored; what the error already names (file, topic, timestamp, row or
         other context) wins over ``fields``. Raise it ``from`` the original to keep the chain.
+
+        >>> VideoNotFoundError("Video file not found", path="a.mkv").with_context(path="b.mkv", row=3).args[0]
+        'Video file not found (file=a.mkv, row=3)'
         """
         fields = {k: v for k, v in fields.items() if v is not None}
-        base = {"path": self.path, "topic": self.topic, "timestamp_ns": self.timestamp_ns, "row": self.row}
-        for name, value in base.items():
-            if value is None and name in fields:
-                base[name] = fields[name]
-            fields.pop(name, None)
-        copy = type(self).__new__(type(self))
-        OWADataError.__init__(copy, self.reason, **base, **{**fields, **self.context})
-        return copy
+        error = copy.copy(self)  # keeps subclass attributes (offset, ...) and notes
+        for name in _LOCATION_FIELDS:
+            value = fields.pop(name, None)
+            if getattr(error, name) is None and value is not None:
+                setattr(error, name, str(value) if name == "path" else value)
+        # New fields come first, as they name the outer place (row, sample) and the error's own detail follows.
+        error.context = {**{k: v for k, v in fields.items() if k not in self.context}, **self.context}
+        error.args = (error._render(),)
+        return error
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keep context across pickling, e.g. when raised inside a DataLoader or multiprocessing worker.
-        kwargs = {"path": self.path, "topic": self.topic, "timestamp_ns": self.timestamp_ns, "row": self.row}
-        return (_rebuild_error, (type(self), self.reason, kwargs, self.context))
+        # Pickling (DataLoader and multiprocessing workers send errors back), copy.copy and copy.deepcopy all
+        # come here: rebuild without calling a subclass __init__ (whose arguments may differ), then restore
+        # every attribute, subclass fields included.
+        return (_rebuild_error, (type(self), self.args), self.__dict__)
 
 
-def _rebuild_error(cls: type[OWADataError], reason: str, kwargs: dict[str, Any], context: dict[str, Any]) -> Exception:
-    error = cls.__new__(cls)
-    OWADataError.__init__(error, reason, **kwargs, **context)
-    return error
+_LOCATION_FIELDS = ("path", "topic", "timestamp_ns", "row")
+
+
+def _rebuild_error(cls: type[OWADataError], args: tuple[Any, ...]) -> OWADataError:
+    return cls.__new__(cls, *args)
 
 
 class RecordingError(OWADataError):
@@ -146,7 +175,15 @@ class DatasetError(OWADataError):
     """A dataset has the wrong schema, overlapping splits or similar structural problems."""
 
 
-class OutputExistsError(DatasetError):
+class InvalidInputError(DatasetError):
+    """A dataset or folder given to read or write cannot be used as asked: missing, not the expected kind
+    of dataset, overlapping another input, or (:class:`OutputExistsError`) already there.
+
+    The caller's arguments are wrong, not the data inside: the CLI exits with status 2 for it (1 for other
+    errors)."""
+
+
+class OutputExistsError(InvalidInputError):
     """The output folder exists and overwriting was not requested."""
 
 

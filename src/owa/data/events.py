@@ -50,7 +50,7 @@ import pyarrow as pa
 
 from owa.data.atomic import atomic_output_dir
 from owa.data.dataset_io import write_split_metadata
-from owa.data.errors import DatasetError, MessageValidationError, OWADataError, RecordingError
+from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
 from owa.data.messages import dump_mcap_message_json
 from owa.data.recordings.reader import OWAMcapReader
 from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
@@ -413,11 +413,11 @@ def discover_recordings(root: str | os.PathLike[str]) -> list[Path]:
     """All ``*.mcap`` files under ``root``, recursively, sorted by path.
 
     Raises:
-        DatasetError: ``root`` is not a folder.
+        InvalidInputError: ``root`` is not a folder.
     """
     root_path = Path(root)
     if not root_path.is_dir():
-        raise DatasetError("Recordings folder does not exist or is not a folder", path=root_path)
+        raise InvalidInputError("Recordings folder does not exist or is not a folder", path=root_path)
     return sorted(Path(os.path.abspath(p)) for p in root_path.rglob("*.mcap") if p.is_file())
 
 
@@ -427,7 +427,7 @@ def _split_files(config: EventDatasetConfig) -> dict[str, list[Path]]:
         test = discover_recordings(config.test_dir)
         overlap = {p.resolve() for p in train} & {p.resolve() for p in test}
         if overlap:
-            raise DatasetError(
+            raise InvalidInputError(
                 f"Train and test share {len(overlap)} recording(s), e.g. {sorted(overlap)[0]}; they must not overlap",
                 path=config.test_dir,
             )
@@ -568,7 +568,7 @@ def write_event_dataset(
 
     Raises:
         ValueError: ``config.output_dir`` is None.
-        DatasetError: missing folders, overlapping splits, no recordings found.
+        InvalidInputError (a DatasetError): missing folders, overlapping splits, no recordings found.
         OutputExistsError: output exists and ``config.overwrite`` is False.
         OWADataError: any bad recording when ``config.strict``.
     """
@@ -589,7 +589,7 @@ def _write(
     started = time.perf_counter()
     splits = _split_files(config)
     if not any(splits.values()):
-        raise DatasetError("No .mcap recordings found", path=config.train_dir)
+        raise InvalidInputError("No .mcap recordings found", path=config.train_dir)
     report = EventDatasetReport()
     tasks = _plan_shards(splits, config, folder)
     for split in ("train", "test"):

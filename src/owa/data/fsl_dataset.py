@@ -32,22 +32,22 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from owa.data.counters import Counters
 from owa.data.distributed import rank_and_world_size
-from owa.data.errors import DatasetError, OWADataError, PackingError
+from owa.data.errors import DatasetError, OnError, OWADataError, PackingError, check_on_error
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured, deserialize_screen
 from owa.data.packing import PackingPlan, plan_packing
-from owa.data.transforms import TransformStats
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["FSLDataset", "FSLDatasetConfig", "FSLSample"]
+__all__ = ["FSLDataset", "FSLDatasetConfig", "FSLSample", "ImageStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ class FSLDatasetConfig:
             ``None`` or 0 switches it off (stored as ``None``).
         media_policy: which media URIs frames may be read from.
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
-            the image's place (keeping one entry per image) and counts it in :attr:`FSLDataset.image_stats`.
+            the image's place (keeping one entry per image) and counts it in :attr:`FSLDataset.image_stats`
+            (an :class:`ImageStats`).
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
@@ -163,7 +164,7 @@ class FSLDatasetConfig:
     return_segment_offsets: bool = False
     log_every: int | None = 30
     media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY
-    on_image_error: Literal["raise", "skip"] = "raise"
+    on_image_error: OnError = "raise"
 
     def __post_init__(self) -> None:
         if not _is_integer(self.pad_token_id) or self.pad_token_id < 0:
@@ -180,8 +181,7 @@ class FSLDatasetConfig:
             raise ValueError(
                 f"Invalid log_every ({self.log_every!r}). Use a positive integer, or None/0 to switch off."
             )
-        if self.on_image_error not in ("raise", "skip"):
-            raise ValueError(f"Invalid on_image_error ({self.on_image_error!r}). Supported values are 'raise', 'skip'.")
+        check_on_error(self.on_image_error, name="on_image_error")
         if not isinstance(self.media_policy, MediaPolicy):
             raise ValueError(f"Invalid media_policy ({self.media_policy!r}). It must be a MediaPolicy.")
         # numpy integers (e.g. from a saved config) become plain ints; 0 and None both mean "no logging".
@@ -198,6 +198,19 @@ def _is_integer(value: Any) -> bool:
 _OPTION_NAMES = tuple(f.name for f in dataclasses.fields(FSLDatasetConfig))
 
 
+class ImageStats(Counters):
+    """The frames an :class:`FSLDataset` decoded and skipped, with skipped errors by type and the last one.
+
+    Shared memory: DataLoader workers (forked or spawned) add to what the parent reads (see
+    :mod:`owa.data.counters`).
+    """
+
+    SHARED = True
+
+    images_decoded: int
+    images_skipped: int
+
+
 class FSLDataset:
     """Fixed-sequence-length samples packed from a tokenized Event Dataset.
 
@@ -212,7 +225,7 @@ class FSLDataset:
 
     The resulting settings are :attr:`config`; each is also readable as an attribute (``fsl.max_sequence_length``).
     With ``on_image_error="skip"``, skipped images are counted in :attr:`image_stats` (a
-    :class:`owa.data.transforms.TransformStats`: ``images_decoded``, ``images_skipped``, ``errors``, ``last_error``,
+    :class:`ImageStats`: ``images_decoded``, ``images_skipped``, ``errors``, ``last_error``,
     summed over DataLoader workers). Raised frame errors name the sample, event row and episode.
 
     Raises:
@@ -240,7 +253,7 @@ class FSLDataset:
         self.dataset = dataset
         self.config = config
         # Shared memory, created here so that DataLoader workers (fork or spawn) add to what this process reads.
-        self.image_stats = TransformStats()
+        self.image_stats = ImageStats()
         self._plan: PackingPlan | None = None
         self._throughput: _Throughput | None = None
 
@@ -279,7 +292,7 @@ class FSLDataset:
         return self.config.media_policy
 
     @property
-    def on_image_error(self) -> Literal["raise", "skip"]:
+    def on_image_error(self) -> OnError:
         return self.config.on_image_error
 
     # ------------------------------------------------------------------------------------------------------------
@@ -460,7 +473,7 @@ class FSLDataset:
         except OWADataError as e:
             raise self._locate(e, screens, owners) from e
         finally:
-            self.image_stats._add(
+            self.image_stats.add(
                 images_decoded=stats.decoded,
                 images_skipped=stats.skipped,
                 error_counts=stats.errors,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from owa.data.errors import DatasetError
+from owa.data.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import datasets
@@ -124,14 +124,14 @@ def arrow_schema(features: Mapping[str, Mapping[str, Any]]) -> pa.Schema:
 def check_arrow_schema(
     schema: pa.Schema, features: Mapping[str, Mapping[str, Any]], *, dataset: str, split: str | None = None
 ) -> None:
-    """Raise :class:`DatasetError` unless ``schema`` has every column of ``features`` with its type.
+    """Raise :class:`InvalidInputError` unless ``schema`` has every column of ``features`` with its type.
 
     Extra columns are allowed; ``string``/``binary`` columns may also be ``large_string``/``large_binary``.
     ``dataset`` names the kind of dataset in the message (e.g. ``"an Event Dataset"``).
     """
     for name, feature in features.items():
         if name not in schema.names:
-            raise DatasetError(
+            raise InvalidInputError(
                 f"Not {dataset}: column {name!r} is missing (columns: {', '.join(schema.names)}). "
                 f"Expected {', '.join(features)}",
                 split=split,
@@ -139,4 +139,6 @@ def check_arrow_schema(
         expected = _arrow_type(feature)
         found = schema.field(name).type
         if found != expected and found != _LARGE.get(expected):
-            raise DatasetError(f"Not {dataset}: column {name!r} has type {found}; expected {expected}", split=split)
+            raise InvalidInputError(
+                f"Not {dataset}: column {name!r} has type {found}; expected {expected}", split=split
+            )

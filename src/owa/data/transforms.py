@@ -18,19 +18,16 @@ Errors are typed (:mod:`owa.data.errors`) and name the row by its key (episode, 
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
-import multiprocessing.context
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from owa.data.counters import Counters
 from owa.data.encoders import EventEncoder, create_encoder
 from owa.data.episode_paths import episode_base_dir, resolve_episode_path
-from owa.data.errors import DatasetError, MessageValidationError, OWADataError
+from owa.data.errors import DatasetError, MessageValidationError, OnError, OWADataError, check_on_error
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
 
 if TYPE_CHECKING:
@@ -48,20 +45,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OnError = Literal["raise", "skip"]
 _ACTION_TOPICS = frozenset({"keyboard", "mouse"})
-_SHARED = multiprocessing.get_context("spawn")
 
 
 # ------------------------------------------------------------------------------------------------ stats
 
 
-class TransformStats:
+class TransformStats(Counters):
     """What a transform produced and skipped, summed over the process and its DataLoader workers.
 
     Counters live in shared memory created with the transform: workers forked or spawned by a
     DataLoader add to the same numbers the parent reads. (A copy pickled any other way, e.g. for
-    ``Dataset.map(num_proc=...)``, starts from a snapshot and counts on its own.)
+    ``Dataset.map(num_proc=...)``, starts from a snapshot and counts on its own; see :mod:`owa.data.counters`.)
 
     Attributes (read-only ints): ``rows``, ``events_encoded``, ``events_skipped``, ``images_decoded``,
     ``images_skipped``, and what the encoder clamped to fit its format (``coordinates_clamped``,
@@ -70,113 +65,19 @@ class TransformStats:
     bytes).
     """
 
-    COUNTERS = (
-        "rows",
-        "events_encoded",
-        "events_skipped",
-        "images_decoded",
-        "images_skipped",
-        # what the encoder clamped to fit its format (see EncoderStats), summed over workers too
-        "coordinates_clamped",
-        "coordinates_saturated",
-        "scrolls_clamped",
-    )
-    ERROR_KINDS = (
-        "VideoNotFoundError",
-        "FrameOutOfRangeError",
-        "FrameDecodeError",
-        "UnsafeMediaURIError",
-        "MessageValidationError",
-        "MediaError",
-        "EncodingError",
-        "DatasetError",
-        "OWADataError",
-    )
-    _LAST_ERROR_BYTES = 1000
+    SHARED = True
 
-    def __init__(self, values: Sequence[int] | None = None, last_error: str | None = None) -> None:
-        size = len(self.COUNTERS) + len(self.ERROR_KINDS)
-        # Made through the spawn context so the lock may also go to spawned or forkserver workers
-        # (macOS/Windows DataLoader defaults); forked workers inherit it either way.
-        self._counts = _SHARED.Array(ctypes.c_int64, size)
-        self._last_error = _SHARED.Array(ctypes.c_char, self._LAST_ERROR_BYTES + 1, lock=False)  # under _counts' lock
-        if values is not None:
-            self._counts[:] = list(values)
-        if last_error:
-            self._set_last_error(last_error)
+    rows: int
+    events_encoded: int
+    events_skipped: int
+    images_decoded: int
+    images_skipped: int
+    # what the encoder clamped to fit its format (see EncoderStats), summed over workers too
+    coordinates_clamped: int
+    coordinates_saturated: int
+    scrolls_clamped: int
 
-    def __getattr__(self, name: str) -> int:
-        if name in TransformStats.COUNTERS:
-            return self._counts[TransformStats.COUNTERS.index(name)]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    @property
-    def errors(self) -> dict[str, int]:
-        offset = len(self.COUNTERS)
-        counts = self._counts[offset:]
-        return {name: count for name, count in zip(self.ERROR_KINDS, counts, strict=True) if count}
-
-    @property
-    def last_error(self) -> str | None:
-        value = self._last_error.value.decode("utf-8", errors="replace")
-        return value or None
-
-    def as_dict(self) -> dict[str, Any]:
-        counts = self._counts[: len(self.COUNTERS)]
-        return {**dict(zip(self.COUNTERS, counts, strict=True)), "errors": self.errors, "last_error": self.last_error}
-
-    def reset(self) -> None:
-        with self._counts.get_lock():
-            self._counts[:] = [0] * len(self._counts)
-            self._last_error.value = b""
-
-    def _add(
-        self,
-        errors: Sequence[BaseException] = (),
-        error_counts: dict[str, int] | None = None,
-        last_error: str | None = None,
-        **counts: int,
-    ) -> None:
-        """Add to the counters under one lock round (once per batch): ``counts`` by counter name,
-        skipped ``errors`` (exceptions) or ``error_counts`` (type name -> count)."""
-        with self._counts.get_lock():
-            for name, value in counts.items():
-                if value:
-                    self._counts[self.COUNTERS.index(name)] += value
-            offset = len(self.COUNTERS)
-            for error in errors:
-                self._counts[offset + self._kind(type(error))] += 1
-            for name, count in (error_counts or {}).items():
-                kind = self.ERROR_KINDS.index(name) if name in self.ERROR_KINDS else len(self.ERROR_KINDS) - 1
-                self._counts[offset + kind] += count
-            if errors:
-                last_error = str(errors[-1])
-            if last_error:
-                self._set_last_error(last_error)
-
-    def _kind(self, error_type: type[BaseException]) -> int:
-        for cls in error_type.__mro__:
-            if cls.__name__ in self.ERROR_KINDS:
-                return self.ERROR_KINDS.index(cls.__name__)
-        return len(self.ERROR_KINDS) - 1
-
-    def _set_last_error(self, message: str) -> None:
-        data = message.encode("utf-8")[: self._LAST_ERROR_BYTES]
-        self._last_error.value = data.decode("utf-8", errors="ignore").encode("utf-8")
-
-    def __getstate__(self) -> dict[str, Any]:
-        if multiprocessing.context.get_spawning_popen() is not None:
-            return {"shared": (self._counts, self._last_error)}  # a DataLoader worker: keep sharing
-        return {"values": list(self._counts[:]), "last_error": self.last_error}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "shared" in state:
-            self._counts, self._last_error = state["shared"]
-        else:
-            self.__init__(state["values"], state["last_error"])  # type: ignore[misc]
-
-    def __repr__(self) -> str:
-        return f"TransformStats({self.as_dict()})"
+    _add = Counters.add  # the former private name
 
 
 # ------------------------------------------------------------------------------------------ transforms
@@ -199,8 +100,7 @@ class _DatasetTransform:
         episode_root: str | os.PathLike[str] | None,
         media_policy: MediaPolicy,
     ) -> None:
-        if on_error not in get_args(OnError):
-            raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
+        check_on_error(on_error)
         if not isinstance(encoder, EventEncoder):
             raise TypeError(f"encoder must be an EventEncoder (see owa.data.create_encoder), got {type(encoder)}")
         self.encoder = encoder
@@ -223,12 +123,11 @@ class _DatasetTransform:
         single = not isinstance(batch[self.required[0]], list)
         if single:
             batch = {key: [value] for key, value in batch.items()}
-        before = self.encoder.stats.as_dict()
+        before = self.encoder.stats.counts()
         out = self._transform(batch)
         if self.keep_original:
             out = {**batch, **out}
-        clamped = {name: value - before[name] for name, value in self.encoder.stats.as_dict().items()}
-        self.stats._add(rows=len(batch[self.required[0]]), **clamped)
+        self.stats.add(rows=len(batch[self.required[0]]), **self.encoder.stats.since(before))
         return {key: values[0] for key, values in out.items()} if single else out
 
     def _transform(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -257,7 +156,7 @@ class _DatasetTransform:
             arrays = decode_screens(screens, policy=self.media_policy, on_error=self.on_error, stats=decode_stats)
         except OWADataError as e:
             raise self._locate(screens, contexts, e) from e
-        self.stats._add(
+        self.stats.add(
             error_counts=decode_stats.errors,
             last_error=decode_stats.last_error,
             images_decoded=decode_stats.decoded,
@@ -320,7 +219,7 @@ class EventDatasetTransform(_DatasetTransform):
                 screens.append(screen)
                 contexts.append({**context, "_row": i})
                 slots.append(i)
-        self.stats._add(errors, events_encoded=encoded_count, events_skipped=len(errors))
+        self.stats.add(errors, events_encoded=encoded_count, events_skipped=len(errors))
         for i, frame in zip(slots, self._frames(screens, contexts), strict=True):
             images[i] = frame
         return {"encoded_event": encoded, "image": images}
@@ -382,7 +281,7 @@ class BinnedDatasetTransform(_DatasetTransform):
                     errors.append(e)
                     texts.append(None)
             encoded_events[i] = texts
-        self.stats._add(
+        self.stats.add(
             errors + bad_states,
             events_encoded=encoded_count,
             events_skipped=len(errors),

@@ -1,6 +1,7 @@
 """``owa-data bin``: Event Dataset folder → Binned Dataset folder (stage 2).
 
-``scripts/02_event_dataset_to_binned_dataset.py`` runs this same command function.
+``scripts/02_event_dataset_to_binned_dataset.py`` runs this same command function. Errors and exit codes: see
+:mod:`owa.data.cli`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import typer
 
 from owa.data.binning import BinningConfig
 from owa.data.cli import app
-from owa.data.errors import OWADataError
 
 _DEFAULTS = BinningConfig()
 
@@ -48,17 +48,13 @@ def bin_command(
     """Group an Event Dataset into fixed-rate bins: the latest screen as state, keyboard/mouse as actions."""
     from owa.data.binning import build_binned_dataset
 
-    try:
-        config = BinningConfig(
-            fps=fps,
-            filter_empty_actions=filter_empty_actions,
-            action_topics=tuple(action_topic) if action_topic else _DEFAULTS.action_topics,
-            numeric_actions=numeric_actions,
-        )
-        result = build_binned_dataset(input_dir, config, output_dir=output_dir, overwrite=overwrite)
-    except (ValueError, OWADataError) as e:
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+    config = BinningConfig(
+        fps=fps,
+        filter_empty_actions=filter_empty_actions,
+        action_topics=tuple(action_topic) if action_topic else _DEFAULTS.action_topics,
+        numeric_actions=numeric_actions,
+    )
+    result = build_binned_dataset(input_dir, config, output_dir=output_dir, overwrite=overwrite)
     parts = result.items() if hasattr(result, "items") else [("dataset", result)]
     summary = ", ".join(f"{name}: {len(part):,} bins" for name, part in parts)
     typer.echo(f"Saved binned dataset to {output_dir} ({summary})")

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from owa.data.cli import app
-from owa.data.errors import OWADataError
 
 
 @app.command("demo")
@@ -22,10 +21,6 @@ def demo_command(
     """Generate sample recordings and run stages 1-5 on them, printing what each stage made."""
     from owa.data.demo import run_demo
 
-    try:
-        result = run_demo(output_dir, episodes=episodes, seconds=seconds)
-    except OWADataError as e:
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(code=1) from None
+    result = run_demo(output_dir, episodes=episodes, seconds=seconds)
     typer.echo(result.format())
     typer.echo(f"\nEverything is under {result.output_dir}")

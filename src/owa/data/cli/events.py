@@ -1,18 +1,16 @@
-"""``owa-data events``: recordings → Event Dataset (stage 1).
+"""``owa-data events``: recordings → Event Dataset (stage 1). Errors and exit codes: see :mod:`owa.data.cli`.
 
 ``scripts/01_raw_events_to_event_dataset.py`` runs this same command function, with the spec's flags.
 """
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from owa.data.cli import app
-from owa.data.errors import OWADataError
 from owa.data.events import DEFAULT_KEEP_TOPICS, EventDatasetConfig, FileResult, parse_rates
 
 _DEFAULTS = EventDatasetConfig(train_dir=Path("."))
@@ -23,11 +21,6 @@ RATE_HELP = (
     "scrolls are never dropped. Samples in the same nanosecond as the last kept one count as one instant. "
     "topic=inf disables thinning."
 )
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so the temporary output folder is removed."""
-    raise KeyboardInterrupt
 
 
 @app.command("events")
@@ -66,25 +59,19 @@ def events_command(
 
     from owa.data.events import write_event_dataset
 
-    try:
-        config = EventDatasetConfig(
-            train_dir=train_dir,
-            test_dir=test_dir,
-            output_dir=output_dir,
-            rates_hz=parse_rates(rate or []),
-            keep_topics=tuple(keep_topic) if keep_topic else DEFAULT_KEEP_TOPICS,
-            test_percent=test_percent,
-            seed=seed,
-            num_workers=num_workers,
-            strict=strict,
-            overwrite=overwrite,
-            relative_to=relative_to,
-        )
-    except ValueError as e:
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(code=2) from None
-
-    signal.signal(signal.SIGTERM, _interrupt)
+    config = EventDatasetConfig(
+        train_dir=train_dir,
+        test_dir=test_dir,
+        output_dir=output_dir,
+        rates_hz=parse_rates(rate or []),
+        keep_topics=tuple(keep_topic) if keep_topic else DEFAULT_KEEP_TOPICS,
+        test_percent=test_percent,
+        seed=seed,
+        num_workers=num_workers,
+        strict=strict,
+        overwrite=overwrite,
+        relative_to=relative_to,
+    )
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0
 
@@ -97,10 +84,6 @@ def events_command(
 
     try:
         report = write_event_dataset(config, on_file=on_file)
-    except OWADataError as e:
-        bar.close()
-        typer.echo(f"Error: {e}", err=True)
-        raise typer.Exit(code=1) from None
     finally:
         bar.close()
     typer.echo(report.format_table())

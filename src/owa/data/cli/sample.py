@@ -17,8 +17,7 @@ _DEFAULT = SampleConfig()
 
 
 def _fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=2)
+    raise ValueError(message)  # a configuration error: exit code 2 (see owa.data.cli)
 
 
 @app.command("sample")
@@ -55,21 +54,18 @@ def sample(
         _fail(f"Invalid --episodes ({episodes}). It must be at least 1")
     if workers < 1:
         _fail(f"Invalid --workers ({workers}). It must be at least 1")
-    try:
-        config = SampleConfig(
-            seconds=seconds,
-            fps=fps,
-            width=width,
-            height=height,
-            codec=codec,  # type: ignore[arg-type] - validated by SampleConfig
-            keyframe_interval_s=keyframe_interval,
-            variable_frame_rate=variable_frame_rate,
-            video=video,
-            raw_mouse=raw_mouse,
-            seed=seed,
-        )
-    except ValueError as e:
-        _fail(str(e))
+    config = SampleConfig(
+        seconds=seconds,
+        fps=fps,
+        width=width,
+        height=height,
+        codec=codec,  # type: ignore[arg-type] - validated by SampleConfig
+        keyframe_interval_s=keyframe_interval,
+        variable_frame_rate=variable_frame_rate,
+        video=video,
+        raw_mouse=raw_mouse,
+        seed=seed,
+    )
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"OUT_DIR {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:

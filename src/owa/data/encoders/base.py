@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import orjson
 
+from owa.data.counters import Counters
 from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import EncodingError, MessageValidationError
 from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured, decode_payload
@@ -71,9 +72,9 @@ class EncoderConfig:
             )
 
 
-@dataclasses.dataclass
-class EncoderStats:
-    """What an encoder changed to make events fit its format; counts in this process.
+class EncoderStats(Counters):
+    """What an encoder changed to make events fit its format; counts in this process (see
+    :mod:`owa.data.counters` for how counts made in other processes come back).
 
     Attributes:
         coordinates_clamped: mouse coordinates (each ``x`` or ``y`` value) outside ``[0, screen size]``
@@ -83,16 +84,11 @@ class EncoderStats:
         scrolls_clamped: scroll events with ``dx`` or ``dy`` beyond the format's range, clamped to it.
     """
 
-    coordinates_clamped: int = 0
-    coordinates_saturated: int = 0
-    scrolls_clamped: int = 0
+    TRACKS_ERRORS = False
 
-    def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    def reset(self) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, 0)
+    coordinates_clamped: int
+    coordinates_saturated: int
+    scrolls_clamped: int
 
 
 ConfigT = TypeVar("ConfigT", bound=EncoderConfig)
@@ -215,9 +211,7 @@ class EventEncoder(abc.ABC):
             return self._encode_action(topic, timestamp_ns, fields), []
         except EncodingError as e:
             if e.topic is None:  # add the context the format-specific code does not know
-                raise EncodingError(
-                    e.reason, path=source_path, topic=topic, timestamp_ns=timestamp_ns, **e.context
-                ) from e
+                raise e.with_context(path=source_path, topic=topic, timestamp_ns=timestamp_ns) from e
             raise
 
     @staticmethod

@@ -27,12 +27,11 @@ module's callers. The process-wide engine (:func:`get_engine`) is configured fro
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
@@ -40,13 +39,16 @@ from owa.data.errors import (
     FrameDecodeError,
     FrameOutOfRangeError,
     MediaError,
+    OnError,
     OWADataError,
     VideoNotFoundError,
+    check_on_error,
 )
 from owa.data.frames.backend import BackendName, DecoderClosedError, FrameDecoder, resolve_backend
 from owa.data.frames.cache import BoundedLRU, DecoderCache
 from owa.data.frames.images import decode_image
 from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, DEFAULT_TOLERANCE_NS, VideoIndex
+from owa.data.frames.stats import DecodeStats
 from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy
 
 if TYPE_CHECKING:
@@ -74,36 +76,6 @@ BACKEND_ENV_VAR = "OWA_FRAMES_BACKEND"
 DEVICE_ENV_VAR = "OWA_FRAMES_DEVICE"
 #: Decoder threads per video for the process engine (0: FFmpeg's choice); 1 suits many DataLoader workers.
 THREADS_ENV_VAR = "OWA_FRAMES_THREADS"
-
-OnError = Literal["raise", "skip"]
-
-
-# --------------------------------------------------------------------------------------------------
-# Stats
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class DecodeStats:
-    """Counts of one or more ``decode_screens`` / ``FrameEngine.decode`` calls made with ``on_error="skip"``.
-
-    Attributes:
-        decoded: requests that produced a frame.
-        skipped: requests that failed and came back as None.
-        errors: skipped requests by error type name, e.g. ``{"VideoNotFoundError": 3}``.
-        last_error: message of the most recent failure.
-    """
-
-    decoded: int = 0
-    skipped: int = 0
-    errors: dict[str, int] = dataclasses.field(default_factory=dict)
-    last_error: str | None = None
-
-    def record_error(self, error: BaseException) -> None:
-        self.skipped += 1
-        name = type(error).__name__
-        self.errors[name] = self.errors.get(name, 0) + 1
-        self.last_error = str(error)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,7 +210,7 @@ class FrameEngine:
             FrameOutOfRangeError: a ``pts_ns`` outside the stream (lists the available times).
             FrameDecodeError: the video is not decodable.
         """
-        _check_on_error(on_error)
+        check_on_error(on_error)
         local_stats = DecodeStats()
         results = self._decode_requests(requests, on_error, local_stats)
         _merge_and_report(local_stats, stats, len(requests))
@@ -391,11 +363,6 @@ def _normalize_location(location: str | os.PathLike[str]) -> str:
     return location if _is_remote(location) else os.path.abspath(location)
 
 
-def _check_on_error(on_error: str) -> None:
-    if on_error not in get_args(OnError):
-        raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
-
-
 def _merge_and_report(local: DecodeStats, stats: DecodeStats | None, total: int) -> None:
     if local.skipped:
         logger.warning(
@@ -494,7 +461,7 @@ def decode_screens(
         ValueError: an invalid ``on_error``.
         OWADataError: with ``on_error="raise"``, as for :func:`decode_screen`.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     engine = engine if engine is not None else get_engine()
     local_stats = DecodeStats()
     results: list[np.ndarray | None] = [None] * len(screens)

@@ -75,9 +75,13 @@ def write_sample_corpus(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, n_episodes), mp_context=context) as pool:
             futures = {pool.submit(write_sample_episode, *job): i for i, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                episode = future.result()
-                results[futures[future]] = episode
-                if on_episode is not None:
-                    on_episode(episode)
+            try:
+                for future in as_completed(futures):
+                    episode = future.result()
+                    results[futures[future]] = episode
+                    if on_episode is not None:
+                        on_episode(episode)
+            except BaseException:  # a failed episode or an interrupt: do not wait for the queued ones
+                pool.shutdown(cancel_futures=True)
+                raise
     return [episode for episode in results if episode is not None]
