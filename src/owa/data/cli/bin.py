@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from owa.data.binning import BinningConfig
-from owa.data.cli import app
+from owa.data.cli.app import app
 
 _DEFAULTS = BinningConfig()
 

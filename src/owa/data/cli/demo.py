@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from owa.data.cli import app
+from owa.data.cli.app import app
 
 
 @app.command("demo")

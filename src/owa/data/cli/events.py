@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from owa.data.cli import app
+from owa.data.cli.app import app
 from owa.data.events import DEFAULT_KEEP_TOPICS, EventDatasetConfig, FileResult, parse_rates
 
 _DEFAULTS = EventDatasetConfig(train_dir=Path("."))

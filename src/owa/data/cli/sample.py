@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from owa.data.cli import app
+from owa.data.cli.app import app
 from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
 # The defaults come from SampleConfig itself, so the CLI and the Python API cannot drift apart.

@@ -10,8 +10,9 @@ Modules: :mod:`~owa.data.frames.engine` (the engine, played-at semantics and how
 threads and forks), :mod:`~owa.data.frames.images` (still images).
 """
 
-from owa.data.frames.engine import DecodeStats, FrameEngine, decode_screen, decode_screens, get_engine, set_engine
+from owa.data.frames.engine import FrameEngine, decode_screen, decode_screens, get_engine, set_engine
 from owa.data.frames.images import decode_image
+from owa.data.frames.stats import DecodeStats
 
 __all__ = [
     "DecodeStats",
