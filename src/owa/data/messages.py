@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlparse
 
 import orjson
-from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictBool, StrictInt, ValidationError
 
 from owa.data.errors import MessageValidationError, UnsafeMediaURIError
 
@@ -70,30 +70,34 @@ MouseButton = Literal["unknown", "left", "middle", "right", "x1", "x2"]
 
 
 class MouseEvent(OWAMessage):
-    """A mouse move, click or scroll. ``x``/``y`` are screen pixels and may be off the primary screen."""
+    """A mouse move, click or scroll. ``x``/``y`` are screen pixels and may be off the primary screen.
+
+    Fields are strict, as ``KeyboardEvent.vk``: a JSON ``true``, ``"100"`` or ``100.0`` is not pixel 100 and
+    ``"yes"`` is not pressed (no recorder writes them; coercing would hide a broken one).
+    """
 
     message_type: ClassVar[str] = "desktop/MouseEvent"
     event_type: Literal["move", "click", "scroll"]
-    x: int
-    y: int
+    x: StrictInt
+    y: StrictInt
     button: MouseButton | None = None
-    pressed: bool | None = None
-    dx: int | None = None
-    dy: int | None = None
-    timestamp: int | None = None
+    pressed: StrictBool | None = None
+    dx: StrictInt | None = None
+    dy: StrictInt | None = None
+    timestamp: StrictInt | None = None
 
 
 class RawMouseEvent(OWAMessage):
     """A raw (HID) mouse report: relative motion ``last_x``/``last_y`` and button flags."""
 
     message_type: ClassVar[str] = "desktop/RawMouseEvent"
-    last_x: int
-    last_y: int
-    us_flags: int = 0
-    button_flags: int = 0
-    button_data: int = 0
-    device_handle: int | None = None
-    timestamp: int | None = None
+    last_x: StrictInt  # strict like MouseEvent: no bools, strings or floats
+    last_y: StrictInt
+    us_flags: StrictInt = 0
+    button_flags: StrictInt = 0
+    button_data: StrictInt = 0
+    device_handle: StrictInt | None = None
+    timestamp: StrictInt | None = None
 
 
 class WindowInfo(OWAMessage):
