@@ -56,7 +56,7 @@ def test_a_symlink_to_an_ancestor_is_cut_and_reported(tree: Path, tmp_path: Path
 
 
 def test_a_recording_reached_twice_is_converted_once_and_listed(tree: Path, tmp_path: Path) -> None:
-    os.link(tree / "a.mcap", tree / "sub" / "hard.mcap")  # a hardlink: another name, the same file
+    os.link(tree / "a.mcap", tree / "hard.mcap")  # a hardlink: another name, the same file
     out = tmp_path / "out"
     dataset = build_event_dataset(EventDatasetConfig(train_dir=tree, output_dir=out, test_percent=0))
     paths = set(dataset["train"]["episode_path"])
@@ -65,7 +65,7 @@ def test_a_recording_reached_twice_is_converted_once_and_listed(tree: Path, tmp_
     report = dataset.report
     duplicates = {(p["file"], p["reason"]) for p in report.problems if p["action"] == "duplicate"}
     assert duplicates == {
-        (str(tree / "sub" / "hard.mcap"), f"same file as {tree / 'a.mcap'}"),
+        (str(tree / "hard.mcap"), f"same file as {tree / 'a.mcap'}"),
         (str(tree / "zalias" / "c.mcap"), f"same file as {tree / 'sub' / 'c.mcap'}"),
     }
     assert report.files == 4 and report.files_duplicate == 2

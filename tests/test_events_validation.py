@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from mcap_helpers import write_mcap
 from pydantic import ValidationError
 
+from mcap_helpers import write_mcap
 from owa.data.encoders import create_encoder
 from owa.data.errors import MessageValidationError
 from owa.data.events import REPORT_FILENAME, EventDatasetConfig, build_event_dataset
@@ -20,10 +20,11 @@ from owa.data.recordings.reader import OWAMcapReader
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
+CLICK = b'{"event_type":"click","x":1,"y":2,"button":"left","pressed":true}'
 GOOD = [
     ("keyboard", "desktop/KeyboardEvent", T0, b'{"event_type":"press","vk":65}'),
     ("mouse", "desktop/MouseEvent", T0 + 100 * MS, b'{"event_type":"move","x":1,"y":2}'),
-    ("mouse", "desktop/MouseEvent", T0 + 101 * MS, b'{"event_type":"click","x":1,"y":2,"button":"left","pressed":true}'),
+    ("mouse", "desktop/MouseEvent", T0 + 101 * MS, CLICK),
     ("keyboard", "desktop/KeyboardEvent", T0 + 102 * MS, b'{"event_type":"release","vk":65,"timestamp":5}'),
     ("mouse", "desktop/MouseEvent", T0 + 103 * MS, b'{"event_type":"scroll","x":1,"y":2,"dx":0,"dy":-1}'),
 ]
@@ -81,7 +82,8 @@ def test_a_row_the_encoders_reject_never_enters_the_dataset(
 
 
 def test_bad_rows_are_counted_exactly_and_examples_capped(tmp_path: Path) -> None:
-    bad = [("keyboard", "desktop/KeyboardEvent", T0 + (200 + i) * MS, b'{"event_type":"press","vk":true}') for i in range(12)]
+    bad_press = b'{"event_type":"press","vk":true}'
+    bad = [("keyboard", "desktop/KeyboardEvent", T0 + (200 + i) * MS, bad_press) for i in range(12)]
     out = tmp_path / "out"
     folder = _folder_with(tmp_path, [*GOOD, *bad])
     dataset = build_event_dataset(_unlimited(folder, output_dir=out))
