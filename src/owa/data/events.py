@@ -175,13 +175,15 @@ class FileResult:
     def kept(self) -> int:
         return sum(self.events_kept.values())
 
-    def reject(self, error: MessageValidationError, message_type: str, *, unknown: bool = False) -> None:
-        """Count a row that does not enter the dataset: a bad payload, or an unknown type if ``unknown``."""
+    def reject_unknown(self, topic: str, message_type: str) -> None:
+        """Count a row of a message type no typed model describes; it does not enter the dataset."""
+        self.events_invalid[topic] += 1
+        self.unknown_types[(message_type, topic)] += 1
+
+    def reject_bad(self, error: MessageValidationError, message_type: str) -> None:
+        """Count a row whose payload its typed model rejects (listed up to ``MAX_EXAMPLES``); it is dropped."""
         assert error.topic is not None and error.timestamp_ns is not None
         self.events_invalid[error.topic] += 1
-        if unknown:
-            self.unknown_types[(message_type, error.topic)] += 1
-            return
         self.bad_messages += 1
         if len(self.bad_examples) < MAX_EXAMPLES:
             logger.warning("Skipping bad message: %s", error)
@@ -352,15 +354,14 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 # the rest, so the verdict is always the model's.
                 fast_check = _FAST_CHECKS.get(message_type)
                 if fast_check is None:
-                    error = MessageValidationError(
-                        f"Unknown message type {message_type!r}. Supported: {', '.join(sorted(MESSAGE_TYPES))}",
-                        path=path,
-                        topic=topic,
-                        timestamp_ns=timestamp_ns,
-                    )
                     if config.strict:
-                        raise error
-                    result.reject(error, message_type, unknown=True)
+                        raise MessageValidationError(
+                            f"Unknown message type {message_type!r}. Supported: {', '.join(sorted(MESSAGE_TYPES))}",
+                            path=path,
+                            topic=topic,
+                            timestamp_ns=timestamp_ns,
+                        )
+                    result.reject_unknown(topic, message_type)
                     continue
                 try:
                     payload = orjson.loads(data)
@@ -374,7 +375,7 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                     )
                     if config.strict:
                         raise error from e
-                    result.reject(error, message_type)
+                    result.reject_bad(error, message_type)
                     continue
                 if not limiter.keep(topic, timestamp_ns, message_type, payload):
                     continue
