@@ -127,7 +127,7 @@ def test_every_kept_topic_type_is_validated_not_only_the_encoders_three(tmp_path
         ("window", "desktop/WindowInfo", T0 + 1 * MS, b'{"title":"a","rect":[0,0,1,1],"hWnd":7}'),
         ("window", "desktop/WindowInfo", T0 + 2 * MS, b'{"title":"a","rect":[0,0,1],"hWnd":7}'),
         ("mouse/raw", "desktop/RawMouseEvent", T0 + 3 * MS, b'{"last_x":1,"last_y":-2,"button_flags":1}'),
-        ("mouse/raw", "desktop/RawMouseEvent", T0 + 4 * MS, b'{"last_x":1.5,"last_y":-2}'),
+        ("mouse/raw", "desktop/RawMouseEvent", T0 + 4 * MS, b'{"last_x":true,"last_y":-2}'),
         ("mouse/raw", "desktop/RawMouseEvent", T0 + 5 * MS, b'{"last_x":1,"last_y":-2,"device_handle":"7"}'),
     ]
     folder = _folder_with(tmp_path, rows)
@@ -142,13 +142,14 @@ def test_every_kept_topic_type_is_validated_not_only_the_encoders_three(tmp_path
     [
         (MouseEvent, b'{"event_type":"move","x":true,"y":2}'),
         (MouseEvent, b'{"event_type":"move","x":"100","y":2}'),
-        (MouseEvent, b'{"event_type":"move","x":100.0,"y":2}'),
+        (MouseEvent, b'{"event_type":"move","x":100.5,"y":2}'),
         (MouseEvent, b'{"event_type":"click","x":1,"y":2,"button":"left","pressed":"yes"}'),
         (MouseEvent, b'{"event_type":"click","x":1,"y":2,"button":"left","pressed":1}'),
         (MouseEvent, b'{"event_type":"scroll","x":1,"y":2,"dy":"1"}'),
         (RawMouseEvent, b'{"last_x":false,"last_y":2}'),
         (RawMouseEvent, b'{"last_x":1,"last_y":2,"button_flags":"1"}'),
-        (RawMouseEvent, b'{"last_x":1,"last_y":2.0}'),
+        (RawMouseEvent, b'{"last_x":1,"last_y":2.5}'),
+        (RawMouseEvent, b'{"last_x":1,"last_y":2,"timestamp":true}'),
     ],
 )
 def test_mouse_fields_are_strict(model: type[MouseEvent] | type[RawMouseEvent], payload: bytes) -> None:
@@ -164,3 +165,11 @@ def test_every_real_recording_decodes_under_the_strict_models(recordings_dir: Pa
                 decode_payload(message_type, data, path=path, topic=topic, timestamp_ns=timestamp_ns)
                 checked += 1
     assert checked > 2000
+
+
+def test_a_whole_float_pixel_is_still_an_int() -> None:
+    # Kept from before strictness (tests/test_encoders.py relies on it); real recordings write plain ints.
+    assert MouseEvent.model_validate_json(b'{"event_type":"move","x":852.0,"y":2}').x == 852
+    assert RawMouseEvent.model_validate_json(b'{"last_x":-3.0,"last_y":2}').last_x == -3
+    schema = MouseEvent.model_json_schema()["properties"]
+    assert schema["x"] == {"title": "X", "type": "integer"}
