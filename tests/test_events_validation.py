@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mcap_helpers import write_mcap
 from owa.data.encoders import create_encoder
 from owa.data.errors import MessageValidationError
-from owa.data.events import REPORT_FILENAME, EventDatasetConfig, build_event_dataset
-from owa.data.messages import MouseEvent, RawMouseEvent, decode_payload
+from owa.data.events import _FAST_CHECKS, REPORT_FILENAME, EventDatasetConfig, build_event_dataset
+from owa.data.messages import MESSAGE_TYPES, MouseEvent, RawMouseEvent, decode_payload
 from owa.data.recordings.reader import OWAMcapReader
 
 T0 = 1_700_000_000_000_000_000
@@ -173,3 +176,40 @@ def test_a_whole_float_pixel_is_still_an_int() -> None:
     assert RawMouseEvent.model_validate_json(b'{"last_x":-3.0,"last_y":2}').last_x == -3
     schema = MouseEvent.model_json_schema()["properties"]
     assert schema["x"] == {"title": "X", "type": "integer"}
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["press", "release", "move", "click", "scroll", "left", "x2", "100", ""]),
+    st.lists(st.integers(-5, 5) | st.booleans(), max_size=3),
+    st.fixed_dictionaries({"uri": st.sampled_from(["a.mkv", 5])}, optional={"pts_ns": st.none() | st.integers()}),
+)
+# A valid payload per fast-checked type; the test deletes some keys and sets others to arbitrary values.
+_VALID = {
+    "desktop/KeyboardEvent": {"event_type": "press", "vk": 65},
+    "desktop/MouseEvent": {"event_type": "click", "x": 1, "y": 2},
+    "desktop/RawMouseEvent": {"last_x": 1, "last_y": 2},
+    "desktop/ScreenCaptured": {"utc_ns": 1, "shape": [4, 3], "media_ref": {"uri": "a.mkv", "pts_ns": 0}},
+}
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> tuple[str, dict]:
+    message_type = draw(st.sampled_from(sorted(_VALID)))
+    payload = dict(_VALID[message_type])
+    for key in draw(st.sets(st.sampled_from(sorted(payload)))):
+        del payload[key]
+    keys = [*MESSAGE_TYPES[message_type].model_fields, "z"]
+    payload.update(draw(st.dictionaries(st.sampled_from(keys), _VALUES, max_size=3)))
+    return message_type, payload
+
+
+@settings(max_examples=600, deadline=None)
+@given(case=_mutated())
+def test_the_fast_check_never_accepts_what_the_model_rejects(case: tuple[str, dict]) -> None:
+    message_type, payload = case
+    if _FAST_CHECKS[message_type](payload):
+        MESSAGE_TYPES[message_type].model_validate_json(orjson.dumps(payload))
