@@ -13,10 +13,19 @@ The rules, in one place:
   Samples stamped in the same nanosecond as the last kept one count as the same instant and are kept
   (real recorders stamp bursts of moves with one clock tick), so a rate above the recorded rate keeps
   every message. ``inf`` means no limit.
+* **Discovery.** ``*.mcap`` files are found recursively, following symlinked folders; a symlink that leads
+  back to a folder it sits in (a loop) is not followed, and is logged and listed in the report. A recording
+  reached twice (symlink or hardlink: the same ``st_dev``/``st_ino``) is converted once, under the first of
+  its paths in sorted order, and the other paths are listed as duplicates.
 * **Order.** Episodes are sorted by path; events are in log-time order within an episode. The result is
   the same for any ``num_workers``.
 * **Splits.** ``test_dir`` gives the test split; otherwise a seeded fraction ``test_percent`` of the
-  episodes (whole episodes, never events) goes to test. Train and test must not overlap.
+  episodes (whole episodes, never events) goes to test. A recording is never in both: with ``test_dir``,
+  one file reachable from both folders is a :class:`DatasetError` naming it.
+* **Validation.** Every kept row passes the typed message model of its type (:mod:`owa.data.messages`, as
+  the encoders check it), so a dataset never holds a row that fails later at tokenization. Rows that fail
+  are counted per recording with examples (topic, timestamp, reason); rows of an unknown message type are
+  counted by (type, topic). ``strict=True`` makes the first one fatal (:class:`MessageValidationError`).
 * **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
   folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
   transforms). The choice is saved in the report.
@@ -43,15 +52,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 import pyarrow as pa
+from pydantic import ValidationError
 
 from owa.data.atomic import atomic_output_dir
 from owa.data.dataset_io import write_split_metadata
 from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
-from owa.data.messages import dump_mcap_message_json
+from owa.data.messages import (
+    MESSAGE_TYPES,
+    KeyboardEvent,
+    MediaRef,
+    MouseButton,
+    MouseEvent,
+    RawMouseEvent,
+    ScreenCaptured,
+    dump_mcap_message_json,
+)
 from owa.data.recordings.reader import OWAMcapReader
 from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
 
@@ -134,11 +153,35 @@ class FileResult:
     problem: str | None = None
     skipped: bool = False
     bad_messages: int = 0
+    bad_examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first few, see MAX_EXAMPLES
+    unknown_types: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (message_type, topic)
+    events_invalid: Counter[str] = dataclasses.field(default_factory=Counter)  # bad or unknown type, per topic
     table: pa.Table | None = None
 
     @property
     def kept(self) -> int:
         return sum(self.events_kept.values())
+
+    def reject_unknown(self, topic: str, message_type: str) -> None:
+        """Count a row of a message type no typed model describes; it does not enter the dataset."""
+        self.events_invalid[topic] += 1
+        self.unknown_types[(message_type, topic)] += 1
+
+    def reject_bad(self, error: MessageValidationError, message_type: str) -> None:
+        """Count a row whose payload its typed model rejects (listed up to ``MAX_EXAMPLES``); it is dropped."""
+        assert error.topic is not None and error.timestamp_ns is not None
+        self.events_invalid[error.topic] += 1
+        self.bad_messages += 1
+        if len(self.bad_examples) < MAX_EXAMPLES:
+            logger.warning("Skipping bad message: %s", error)
+            self.bad_examples.append(
+                {
+                    "topic": error.topic,
+                    "timestamp_ns": error.timestamp_ns,
+                    "message_type": message_type,
+                    "reason": error.reason,
+                }
+            )
 
 
 @dataclasses.dataclass
@@ -148,45 +191,72 @@ class EventDatasetReport:
     files: int = 0
     files_skipped: int = 0
     files_salvaged: int = 0
+    files_duplicate: int = 0
     events_read: Counter[str] = dataclasses.field(default_factory=Counter)
     events_kept: Counter[str] = dataclasses.field(default_factory=Counter)
+    events_invalid: Counter[str] = dataclasses.field(default_factory=Counter)
     rows_per_split: dict[str, int] = dataclasses.field(default_factory=dict)
     problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    symlink_loops: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, result: FileResult) -> None:
         self.files += 1
         self.events_read.update(result.events_read)
         self.events_kept.update(result.events_kept)
+        self.events_invalid.update(result.events_invalid)
         self.rows_per_split[result.split] = self.rows_per_split.get(result.split, 0) + result.kept
         if result.problem is not None:
             self.files_skipped += result.skipped
             self.files_salvaged += not result.skipped
-            self.problems.append(
-                {
-                    "file": result.path,
-                    "split": result.split,
-                    "action": "skipped" if result.skipped else "salvaged",
-                    "reason": result.problem,
-                    "events_kept": result.kept,
-                }
-            )
+            problem: dict[str, Any] = {
+                "file": result.path,
+                "split": result.split,
+                "action": "skipped" if result.skipped else "salvaged",
+                "reason": result.problem,
+                "events_kept": result.kept,
+            }
+            if result.bad_messages:
+                problem["bad_messages"] = result.bad_messages
+                problem["bad_message_examples"] = result.bad_examples
+            if result.unknown_types:
+                problem["unknown_types"] = [
+                    {"message_type": message_type, "topic": topic, "count": count}
+                    for (message_type, topic), count in sorted(result.unknown_types.items())
+                ]
+            self.problems.append(problem)
+
+    def add_duplicate(self, path: str, kept: str, split: str) -> None:
+        """List ``path``, not converted because it is the same file as ``kept``."""
+        self.files_duplicate += 1
+        self.problems.append(
+            {"file": path, "split": split, "action": "duplicate", "reason": f"same file as {kept}", "events_kept": 0}
+        )
+
+    def dropped_by_rate(self, topic: str) -> int:
+        return self.events_read[topic] - self.events_kept[topic] - self.events_invalid[topic]
 
     def format_table(self) -> str:
         topics = sorted(set(self.events_read) | set(self.events_kept))
-        lines = [f"{'topic':<16}{'read':>12}{'kept':>12}{'dropped by rate':>18}"]
+        lines = [f"{'topic':<16}{'read':>12}{'kept':>12}{'invalid':>10}{'dropped by rate':>18}"]
         for topic in topics:
-            read, kept = self.events_read[topic], self.events_kept[topic]
-            lines.append(f"{topic:<16}{read:>12,}{kept:>12,}{read - kept:>18,}")
+            read, kept, bad = self.events_read[topic], self.events_kept[topic], self.events_invalid[topic]
+            lines.append(f"{topic:<16}{read:>12,}{kept:>12,}{bad:>10,}{self.dropped_by_rate(topic):>18,}")
         read, kept = sum(self.events_read.values()), sum(self.events_kept.values())
-        lines.append(f"{'total':<16}{read:>12,}{kept:>12,}{read - kept:>18,}")
+        bad = sum(self.events_invalid.values())
+        lines.append(f"{'total':<16}{read:>12,}{kept:>12,}{bad:>10,}{read - kept - bad:>18,}")
         splits = ", ".join(f"{k}: {v:,} rows" for k, v in sorted(self.rows_per_split.items()))
         lines.append(
-            f"files: {self.files:,} ({self.files_skipped} skipped, {self.files_salvaged} salvaged); {splits}; "
-            f"{self.seconds:.1f}s"
+            f"files: {self.files:,} ({self.files_skipped} skipped, {self.files_salvaged} salvaged, "
+            f"{self.files_duplicate} duplicate); {splits}; {self.seconds:.1f}s"
         )
         for p in self.problems:
             lines.append(f"  {p['action']}: {p['file']} — {p['reason']} ({p['events_kept']} events kept)")
+            lines.extend(
+                f"      {e['topic']} @ {e['timestamp_ns']} ({e['message_type']}): {e['reason']}"
+                for e in p.get("bad_message_examples", ())
+            )
+        lines.extend(f"  symlink loop not followed: {path}" for path in self.symlink_loops)
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -194,11 +264,14 @@ class EventDatasetReport:
             "files": self.files,
             "files_skipped": self.files_skipped,
             "files_salvaged": self.files_salvaged,
+            "files_duplicate": self.files_duplicate,
             "events_read": dict(self.events_read),
             "events_kept": dict(self.events_kept),
-            "dropped_by_rate": {t: self.events_read[t] - self.events_kept[t] for t in self.events_read},
+            "events_invalid": dict(self.events_invalid),
+            "dropped_by_rate": {t: self.dropped_by_rate(t) for t in self.events_read},
             "rows_per_split": self.rows_per_split,
             "problems": self.problems,
+            "symlink_loops": self.symlink_loops,
             "seconds": round(self.seconds, 3),
         }
 
@@ -330,19 +403,34 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
                 result.events_read[topic] += 1
-                # Validate at the edge: every stored payload is a UTF-8 JSON object (orjson checks both).
+                # Validate at the edge, before the rate rule (a bad row must not move its clock): a known
+                # message type whose payload is a UTF-8 JSON object (orjson checks both) that its typed
+                # model accepts. The fast check passes the common well-formed payloads; pydantic decides
+                # the rest, so the verdict is always the model's.
+                fast_check = _FAST_CHECKS.get(message_type)
+                if fast_check is None:
+                    if config.strict:
+                        raise MessageValidationError(
+                            f"Unknown message type {message_type!r}. Supported: {', '.join(sorted(MESSAGE_TYPES))}",
+                            path=path,
+                            topic=topic,
+                            timestamp_ns=timestamp_ns,
+                        )
+                    result.reject_unknown(topic, message_type)
+                    continue
                 try:
                     payload = orjson.loads(data)
                     if type(payload) is not dict:
                         raise TypeError(f"payload is a JSON {type(payload).__name__}, not an object")
-                except (orjson.JSONDecodeError, TypeError) as e:
+                    if not fast_check(payload):
+                        _validate_with_model(message_type, data)
+                except (orjson.JSONDecodeError, TypeError, ValueError) as e:
                     error = MessageValidationError(
                         f"Invalid {message_type} payload: {e}", path=path, topic=topic, timestamp_ns=timestamp_ns
                     )
                     if config.strict:
                         raise error from e
-                    logger.warning("Skipping bad message: %s", error)
-                    result.bad_messages += 1
+                    result.reject_bad(error, message_type)
                     continue
                 data = limiter.admit(topic, timestamp_ns, message_type, payload, data, len(times))
                 if data is None:
@@ -358,10 +446,8 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 times.insert(row, timestamp_ns)
                 types.insert(row, _RAW_MOUSE)
                 payloads.insert(row, dump_mcap_message_json(topic, timestamp_ns, _RAW_MOUSE, data))
-            report = reader.report
-            report.bad_messages += result.bad_messages
-            if report.damaged or report.bad_messages:
-                result.problem = _describe_damage(report)
+            result.bad_messages += reader.report.bad_messages  # payloads the reader could not normalize
+            result.problem = _describe_damage(reader.report, result) or None
     except OWADataError as e:
         if config.strict:
             raise
@@ -393,15 +479,131 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     return result
 
 
-def _describe_damage(report: Any) -> str:
+def _describe_damage(report: Any, result: FileResult) -> str:
     parts = []
     if report.damaged:
         parts.append(f"damaged at byte {report.offset}: {report.error}")
     if report.chunks_skipped:
         parts.append(f"{report.chunks_skipped} corrupt chunk(s) skipped")
-    if report.bad_messages:
-        parts.append(f"{report.bad_messages} bad message(s) skipped")
+    if result.bad_messages:
+        parts.append(f"{result.bad_messages} bad message(s) skipped")
+    if result.unknown_types:
+        listed = ", ".join(f"{t} on {topic} ({n})" for (t, topic), n in sorted(result.unknown_types.items()))
+        parts.append(f"{result.unknown_types.total()} message(s) of unknown type skipped: {listed}")
     return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Typed validation (the hot path)
+# --------------------------------------------------------------------------------------------------
+
+# Up to this many bad rows per recording are listed (and logged) with topic, timestamp and reason; all
+# are counted.
+MAX_EXAMPLES = 5
+
+# The fast checks below accept only payloads their model surely accepts (plain JSON ints and bools, known
+# keys, allowed literals); anything else goes to the model, which decides. They read the models' own
+# field names and literals, so a change to a model cannot make them accept more than it does.
+_KEYBOARD_KEYS = frozenset(KeyboardEvent.model_fields)
+_KEY_EVENT_TYPES = get_args(KeyboardEvent.model_fields["event_type"].annotation)
+_MOUSE_KEYS = frozenset(MouseEvent.model_fields)
+_MOUSE_EVENT_TYPES = get_args(MouseEvent.model_fields["event_type"].annotation)
+_MOUSE_BUTTONS = get_args(MouseButton)
+_RAW_MOUSE_KEYS = frozenset(RawMouseEvent.model_fields)
+_SCREEN_KEYS = frozenset(ScreenCaptured.model_fields)
+_MEDIA_REF_KEYS = frozenset(MediaRef.model_fields)
+
+
+def _int_or_none(value: Any) -> bool:
+    return value is None or type(value) is int
+
+
+def _keyboard_ok(p: dict[str, Any]) -> bool:
+    # Tuples, not sets: ``in`` compares with ==, so an unhashable JSON value cannot raise.
+    return (
+        type(p.get("vk")) is int
+        and p.get("event_type") in _KEY_EVENT_TYPES
+        and (len(p) == 2 or (p.keys() <= _KEYBOARD_KEYS and _int_or_none(p.get("timestamp"))))
+    )
+
+
+def _mouse_ok(p: dict[str, Any]) -> bool:
+    if type(p.get("x")) is not int or type(p.get("y")) is not int or p.get("event_type") not in _MOUSE_EVENT_TYPES:
+        return False
+    if len(p) == 3:  # a move: exactly event_type, x and y
+        return True
+    button, pressed = p.get("button"), p.get("pressed")
+    return (
+        p.keys() <= _MOUSE_KEYS
+        and (button is None or button in _MOUSE_BUTTONS)
+        and (pressed is None or type(pressed) is bool)
+        and _int_or_none(p.get("dx"))
+        and _int_or_none(p.get("dy"))
+        and _int_or_none(p.get("timestamp"))
+    )
+
+
+def _raw_mouse_ok(p: dict[str, Any]) -> bool:
+    return (
+        type(p.get("last_x")) is int
+        and type(p.get("last_y")) is int
+        and p.keys() <= _RAW_MOUSE_KEYS
+        and type(p.get("us_flags", 0)) is int
+        and type(p.get("button_flags", 0)) is int
+        and type(p.get("button_data", 0)) is int
+        and _int_or_none(p.get("device_handle"))
+        and _int_or_none(p.get("timestamp"))
+    )
+
+
+def _screen_ok(p: dict[str, Any]) -> bool:
+    if not (p.keys() <= _SCREEN_KEYS and _int_or_none(p.get("utc_ns"))):
+        return False
+    for key in ("shape", "source_shape"):
+        value = p.get(key)
+        if value is not None and not (
+            type(value) is list and len(value) == 2 and type(value[0]) is int and type(value[1]) is int
+        ):
+            return False
+    ref = p.get("media_ref")
+    return ref is None or (
+        type(ref) is dict
+        and type(ref.get("uri")) is str
+        and ref.keys() <= _MEDIA_REF_KEYS
+        and _int_or_none(ref.get("pts_ns"))
+    )
+
+
+def _model_decides(p: dict[str, Any]) -> bool:
+    return False  # rare types (window, state): pydantic validates every one
+
+
+_FAST_CHECKS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    message_type: {
+        KeyboardEvent.message_type: _keyboard_ok,
+        MouseEvent.message_type: _mouse_ok,
+        RawMouseEvent.message_type: _raw_mouse_ok,
+        ScreenCaptured.message_type: _screen_ok,
+    }.get(message_type, _model_decides)
+    for message_type in MESSAGE_TYPES
+}
+
+
+def _validate_with_model(message_type: str, data: bytes) -> None:
+    """Validate ``data`` with its typed model, as ``decode_payload`` and the encoders do.
+
+    Raises:
+        ValueError: the model rejects it, with a one-line reason per field (``vk: Field required``).
+    """
+    try:
+        MESSAGE_TYPES[message_type].model_validate_json(data)
+    except ValidationError as e:
+        reasons = []
+        for err in e.errors(include_url=False):
+            where = ".".join(str(part) for part in err["loc"]) or "payload"
+            got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r:.40})"
+            reasons.append(f"{where}: {err['msg']}{got}")
+        raise ValueError("; ".join(reasons)) from e
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,35 +612,109 @@ def _describe_damage(report: Any) -> str:
 
 
 def discover_recordings(root: str | os.PathLike[str]) -> list[Path]:
-    """All ``*.mcap`` files under ``root``, recursively, sorted by path.
+    """Every recording (``*.mcap`` file) under ``root`` once, recursively, sorted by path.
+
+    Symlinked folders are followed, except one that leads back to a folder it sits in (a loop, logged and
+    cut). A file reached by several paths (symlinks, hardlinks) is listed once, under the first of them in
+    sorted order. Paths are absolute with symlinks kept (``os.path.abspath``), as the caller reached them.
 
     Raises:
         InvalidInputError: ``root`` is not a folder.
     """
-    root_path = Path(root)
+    return _find_recordings(root).files
+
+
+@dataclasses.dataclass
+class _Found:
+    """What a walk found: each recording once, and what it did not list."""
+
+    files: list[Path]
+    identity: dict[Path, tuple[int, int]]  # file -> (st_dev, st_ino)
+    duplicates: list[tuple[Path, Path]]  # (path not listed, the listed path of the same file)
+    loops: list[Path]  # symlinks not followed, each once: each leads back to a folder it sits in
+
+
+def _find_recordings(root: str | os.PathLike[str]) -> _Found:
+    root_path = Path(os.path.abspath(root))
     if not root_path.is_dir():
         raise InvalidInputError("Recordings folder does not exist or is not a folder", path=root_path)
-    return sorted(Path(os.path.abspath(p)) for p in root_path.rglob("*.mcap") if p.is_file())
+    root_stat = root_path.stat()
+    by_identity: dict[tuple[int, int], list[Path]] = {}
+    loops: dict[tuple[int, int], list[Path]] = {}  # the link's own identity -> the paths it was met by
+    # Depth-first with the identities of the folders above each one: a folder that is its own ancestor is
+    # a loop. A folder reached twice otherwise (two links to one folder) is walked twice and its files
+    # come out as duplicates.
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [
+        (str(root_path), frozenset({(root_stat.st_dev, root_stat.st_ino)}))
+    ]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            logger.warning("Cannot list %s (%s); recordings inside it are not included", folder, e)
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir():  # follows symlinks
+                    st = entry.stat()
+                    identity = (st.st_dev, st.st_ino)
+                    if identity in ancestors:
+                        link = entry.stat(follow_symlinks=False)
+                        loops.setdefault((link.st_dev, link.st_ino), []).append(Path(entry.path))
+                    else:
+                        stack.append((entry.path, ancestors | {identity}))
+                elif entry.name.endswith(".mcap") and entry.is_file():
+                    st = entry.stat()
+                    by_identity.setdefault((st.st_dev, st.st_ino), []).append(Path(entry.path))
+            except OSError:  # vanished while walking, or a broken link: nothing to read
+                continue
+    identity: dict[Path, tuple[int, int]] = {}
+    duplicates: list[tuple[Path, Path]] = []
+    for key, paths in by_identity.items():
+        first, *others = sorted(paths)
+        identity[first] = key
+        duplicates.extend((other, first) for other in others)
+    cut = sorted(min(paths) for paths in loops.values())
+    for path in cut:
+        logger.warning("Not following %s: a symlink loop back to a folder it sits in", path)
+    return _Found(sorted(identity), identity, sorted(duplicates), cut)
 
 
-def _split_files(config: EventDatasetConfig) -> dict[str, list[Path]]:
-    train = discover_recordings(config.train_dir)
+@dataclasses.dataclass
+class _Splits:
+    files: dict[str, list[Path]]
+    duplicates: list[tuple[str, Path, Path]]  # (split, path not converted, the converted path of that file)
+    loops: list[Path]
+
+
+def _split_files(config: EventDatasetConfig) -> _Splits:
+    train = _find_recordings(config.train_dir)
     if config.test_dir is not None:
-        test = discover_recordings(config.test_dir)
-        overlap = {p.resolve() for p in train} & {p.resolve() for p in test}
-        if overlap:
+        test = _find_recordings(config.test_dir)
+        in_train = {identity: path for path, identity in train.identity.items()}
+        shared = [(path, in_train[test.identity[path]]) for path in test.files if test.identity[path] in in_train]
+        if shared:
+            test_path, train_path = shared[0]
             raise InvalidInputError(
-                f"Train and test share {len(overlap)} recording(s), e.g. {sorted(overlap)[0]}; they must not overlap",
-                path=config.test_dir,
+                f"Train and test share {len(shared)} recording(s), e.g. {test_path} is the same file as "
+                f"{train_path} in train; they must not overlap",
+                path=test_path,
             )
-        return {"train": train, "test": test}
-    shuffled = list(train)
+        return _Splits(
+            {"train": train.files, "test": test.files},
+            [("train", *d) for d in train.duplicates] + [("test", *d) for d in test.duplicates],
+            train.loops + test.loops,
+        )
+    shuffled = list(train.files)
     random.Random(config.seed).shuffle(shuffled)
     n_test = round(len(shuffled) * config.test_percent)
     if len(shuffled) > 1:  # both splits get at least one episode when there are two
         n_test = min(max(n_test, 1 if config.test_percent > 0 else 0), len(shuffled) - 1)
     test_set = set(shuffled[:n_test])
-    return {"train": [p for p in train if p not in test_set], "test": sorted(test_set)}
+    files = {"train": [p for p in train.files if p not in test_set], "test": sorted(test_set)}
+    duplicates = [("test" if kept in test_set else "train", dup, kept) for dup, kept in train.duplicates]
+    return _Splits(files, duplicates, train.loops)
 
 
 def _stored_path(path: Path, relative_to: Path | None) -> str:
@@ -587,10 +863,13 @@ def _write(
 ) -> EventDatasetReport:
     """Plan the shards, run them (in workers), write the dataset metadata into ``folder``."""
     started = time.perf_counter()
-    splits = _split_files(config)
+    found = _split_files(config)
+    splits = found.files
     if not any(splits.values()):
         raise InvalidInputError("No .mcap recordings found", path=config.train_dir)
-    report = EventDatasetReport()
+    report = EventDatasetReport(symlink_loops=[str(p) for p in found.loops])
+    for split, duplicate, kept in found.duplicates:
+        report.add_duplicate(str(duplicate), str(kept), split)
     tasks = _plan_shards(splits, config, folder)
     for split in ("train", "test"):
         (folder / split).mkdir()

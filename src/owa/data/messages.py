@@ -15,10 +15,10 @@ a JSON *string*::
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, PrivateAttr, StrictInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, StrictBool, StrictInt, ValidationError
 
 from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import MessageValidationError
@@ -69,31 +69,45 @@ class KeyboardEvent(OWAMessage):
 MouseButton = Literal["unknown", "left", "middle", "right", "x1", "x2"]
 
 
+def _not_bool_or_str(value: Any) -> Any:
+    # Lax int would read a JSON true as 1 and "100" as 100; no recorder writes either.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"Input should be a JSON integer, not {type(value).__name__} {value!r}")
+    return value
+
+
+# An integer field: a JSON integer, or a float with no fraction (852.0 is pixel 852); never a bool or a
+# string. The JSON schema stays {"type": "integer"}.
+_JsonInt = Annotated[int, BeforeValidator(_not_bool_or_str)]
+
+
 class MouseEvent(OWAMessage):
     """A mouse move, click or scroll. ``x``/``y`` are screen pixels and may be off the primary screen."""
 
+    # Fields are strict (not in the docstring: that is the JSON schema's description, written into files):
+    # a JSON true or "100" is not pixel 100 and "yes" is not pressed; a whole float (852.0) is read as an int.
     message_type: ClassVar[str] = "desktop/MouseEvent"
     event_type: Literal["move", "click", "scroll"]
-    x: int
-    y: int
+    x: _JsonInt
+    y: _JsonInt
     button: MouseButton | None = None
-    pressed: bool | None = None
-    dx: int | None = None
-    dy: int | None = None
-    timestamp: int | None = None
+    pressed: StrictBool | None = None
+    dx: _JsonInt | None = None
+    dy: _JsonInt | None = None
+    timestamp: _JsonInt | None = None
 
 
 class RawMouseEvent(OWAMessage):
     """A raw (HID) mouse report: relative motion ``last_x``/``last_y`` and button flags."""
 
     message_type: ClassVar[str] = "desktop/RawMouseEvent"
-    last_x: int
-    last_y: int
-    us_flags: int = 0
-    button_flags: int = 0
-    button_data: int = 0
-    device_handle: int | None = None
-    timestamp: int | None = None
+    last_x: _JsonInt  # strict like MouseEvent: no bools or strings
+    last_y: _JsonInt
+    us_flags: _JsonInt = 0
+    button_flags: _JsonInt = 0
+    button_data: _JsonInt = 0
+    device_handle: _JsonInt | None = None
+    timestamp: _JsonInt | None = None
 
 
 class WindowInfo(OWAMessage):

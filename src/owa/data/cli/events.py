@@ -46,7 +46,10 @@ def events_command(
         int, typer.Option("--num-workers", "--num_workers", help="Worker processes (0: one per core).")
     ] = _DEFAULTS.num_workers,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail on the first bad recording instead of skipping/salvaging it.")
+        bool,
+        typer.Option(
+            "--strict", help="Fail on the first bad recording or message instead of skipping, salvaging or dropping it."
+        ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output-dir if it exists.")] = False,
     relative_to: Annotated[
