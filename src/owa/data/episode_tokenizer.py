@@ -689,8 +689,8 @@ class _TokenizeBatch:
         image_token = config.image_token
         expanded = image_token * config.image_token_length
         stats_before = owner.encoder.stats.as_dict()
-        is_first = self.is_first[rows]
-        is_last = self.is_last[rows]
+        is_first = self.is_first[rows].tolist()
+        is_last = self.is_last[rows].tolist()
         kept_paths: list[str] = []
         texts: list[str] = []
         image_refs: list[str] = []

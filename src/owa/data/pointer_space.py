@@ -139,6 +139,12 @@ class CaptureTimeline:
     window_origins: tuple[tuple[int, int], ...] = ()
     window_screens: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The area only changes at these times: area_at is one bisect on the hot path.
+        times = sorted(set(self.screen_times_ns) | set(self.window_times_ns))
+        object.__setattr__(self, "_change_times_ns", times)
+        object.__setattr__(self, "_areas", [self._area_at(t) for t in times])
+
     @classmethod
     def from_messages(
         cls,
@@ -180,6 +186,10 @@ class CaptureTimeline:
     def area_at(self, timestamp_ns: int) -> CaptureArea:
         """The capture area in effect at ``timestamp_ns``: the latest capture size and matching window rect at or
         before it (the first ones for earlier times); the full capture area from ``(0, 0)`` without a matching rect."""
+        position = bisect.bisect_right(self._change_times_ns, timestamp_ns)  # type: ignore[attr-defined]
+        return self._areas[max(position - 1, 0)]  # type: ignore[attr-defined]
+
+    def _area_at(self, timestamp_ns: int) -> CaptureArea:
         screen = self._screen_index(timestamp_ns)
         (captured_width, captured_height), (frame_width, frame_height) = self.screen_sizes[screen]
         origin = None
@@ -326,8 +336,11 @@ class FrameSpaceEncoder:
             raise EncodingError("McapMessage JSON has a non-integer timestamp", path=os.fspath(episode_path))
         area = self.timeline(episode_path).area_at(timestamp_ns)
         fields["x"], fields["y"] = area.to_frame(fields["x"], fields["y"])
-        envelope["message"] = orjson.dumps(fields).decode()
-        return self.for_frame_size(area.frame_size).encode_serialized(orjson.dumps(envelope), episode_path=episode_path)
+        encoder = self.for_frame_size(area.frame_size)
+        # The envelope is parsed already: go straight to the encoder's shared checks and format code.
+        return encoder._encode_parts(
+            topic, timestamp_ns, envelope.get("message_type"), orjson.dumps(fields), os.fspath(episode_path)
+        )
 
     def __repr__(self) -> str:
         return f"FrameSpaceEncoder({self.encoder!r})"
