@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import datasets
 import numpy as np
 import orjson
@@ -466,3 +468,76 @@ def test_clamp_counts_come_back_from_worker_processes() -> None:
         assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
         counts.append(event_tokenizer.encoder.stats.coordinates_clamped)
     assert counts == [80, 80]  # x and y of every move
+
+
+def _keyboard_row(episode: str, timestamp_ns: int, payload: bytes) -> dict:
+    message = McapMessage(
+        topic="keyboard", timestamp=timestamp_ns, message=payload, message_type="desktop/KeyboardEvent"
+    )
+    return {"episode_path": episode, "mcap_message": message.model_dump_json().encode()}
+
+
+def test_on_error_skip_drops_counts_and_keeps_episode_tokens(caplog: pytest.LogCaptureFixture) -> None:
+    good = b'{"event_type":"press","vk":65}'
+    no_vk = b'{"event_type":"press"}'
+    string_vk = b'{"event_type":"press","vk":"65"}'
+    rows = [
+        _keyboard_row("a.mcap", 0, no_vk),  # first of episode a: dropped, leaves <EPISODE_START> alone
+        _keyboard_row("a.mcap", 1_234_567_890, good),
+        _keyboard_row("a.mcap", 1_234_567_890, string_vk),
+        _keyboard_row("a.mcap", 1_234_567_890, good),
+        _keyboard_row("b.mcap", 1_234_567_890, good),
+        _keyboard_row("b.mcap", 1_234_567_890, no_vk),  # last of episode b: leaves <EPISODE_END> alone
+    ]
+    events = datasets.Dataset.from_dict(
+        {k: [r[k] for r in rows] for k in rows[0]},
+        features=datasets.Features(
+            {"episode_path": datasets.Value("string"), "mcap_message": datasets.Value("binary")}
+        ),
+    )
+    key = "<EVENT_START><TIMESTAMP><1><2><3><KEYBOARD><65><press><EVENT_END>"
+    for num_proc, batch_size in ((1, 100), (2, 2)):
+        event_tokenizer = EpisodeTokenizer(image_token_length=2)
+        event_tokenizer.prepare_model(tokenizer=tiny_bpe_tokenizer())
+        with pytest.raises(EncodingError, match="vk") as info:
+            event_tokenizer.tokenize_event_dataset(events, num_proc=num_proc, batch_size=batch_size)
+        # The encoder names the recording it opened (the row's path resolved); the row names the dataset row.
+        assert info.value.row == 0 and info.value.path == os.path.abspath("a.mcap")
+        with caplog.at_level("WARNING", logger="owa.data.episode_tokenizer"):
+            out = event_tokenizer.tokenize_event_dataset(
+                events, num_proc=num_proc, batch_size=batch_size, on_error="skip"
+            )
+        assert out["text"] == [
+            "<EPISODE_START>",
+            key,
+            key + "<EPISODE_END>",
+            "<EPISODE_START>" + key,
+            "<EPISODE_END>",
+        ]
+        assert out["episode_path"] == ["a.mcap"] * 3 + ["b.mcap"] * 2
+        assert out.column_names == ["episode_path", "text", "token_ids", "images", "total_token_count"]
+        stats = event_tokenizer.last_tokenize_stats
+        assert (stats.rows, stats.events_skipped, stats.errors) == (6, 3, {"EncodingError": 3})
+        assert "row=5" in stats.last_error and "b.mcap" in stats.last_error
+        assert any("skipped 3 of 6 rows" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+    with pytest.raises(ValueError, match="on_error"):
+        event_tokenizer.tokenize_event_dataset(events, on_error="ignore")  # type: ignore[arg-type]
+
+
+def test_on_error_skip_a_batch_of_only_bad_rows_still_reports_its_count() -> None:
+    no_vk = b'{"event_type":"press"}'
+    good = b'{"event_type":"press","vk":65}'
+    rows = [_keyboard_row("a.mcap", 0, good)] + [_keyboard_row("a.mcap", 0, no_vk)] * 4
+    rows += [_keyboard_row("a.mcap", 0, good)]
+    events = datasets.Dataset.from_dict(
+        {k: [r[k] for r in rows] for k in rows[0]},
+        features=datasets.Features(
+            {"episode_path": datasets.Value("string"), "mcap_message": datasets.Value("binary")}
+        ),
+    )
+    event_tokenizer = EpisodeTokenizer(image_token_length=2)
+    event_tokenizer.prepare_model(tokenizer=tiny_bpe_tokenizer())
+    out = event_tokenizer.tokenize_event_dataset(events, num_proc=2, batch_size=2, on_error="skip")
+    assert len(out) == 2 and out[0]["text"].startswith("<EPISODE_START>") and out[1]["text"].endswith("<EPISODE_END>")
+    assert event_tokenizer.last_tokenize_stats.events_skipped == 4

@@ -42,11 +42,13 @@ from owa.data.episode_paths import resolve_episode_path
 from owa.data.errors import (
     DatasetError,
     EncodingError,
+    MessageValidationError,
     OnError,
     TokenizerNotPreparedError,
     check_on_error,
 )
 from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, serialize_screen
+from owa.data.pointer_space import FrameSpaceEncoder, PointerSpace, check_pointer_space
 
 if TYPE_CHECKING:
     import datasets
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EpisodeTokenizer",
     "EpisodeTokenizerConfig",
+    "TokenizeStats",
     "TokenizedEvent",
     "deserialize_screen",  # re-exported from owa.data.messages, where it lives
     "serialize_screen",  # re-exported from owa.data.messages, where it lives
@@ -63,6 +66,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _STAT_PREFIX = "__owa_encoder_"  # temporary columns carrying encoder.stats counts out of map() workers
+_SKIP_PREFIX = "__owa_skipped_"  # temporary columns carrying on_error="skip" counts out of map() workers
+_LAST_ERROR = "__owa_last_error"
+_CARRIER = "__owa_carrier"  # a row that only carries counts (its batch dropped every row); removed
 
 # Rows per process below which tokenize_event_dataset stays in one process: starting workers and shipping the
 # tokenizer to them costs more than it saves on small datasets.
@@ -85,6 +91,9 @@ class EpisodeTokenizerConfig:
             ``screen_size``), of ``encoder_type``'s config class. ``None`` (default) means that class's defaults with
             ``image_token``; a given one must have the same ``image_token``. :meth:`with_options` sets encoder
             fields without building the encoder config by hand.
+        pointer_space: ``"screen"`` (default, the spec's): mouse positions in desktop pixels, normalized by the
+            encoder's ``screen_size``. ``"frame"``: in the captured frame's pixels, normalized by the frame size
+            (:mod:`owa.data.pointer_space`; needs each episode's ``.mcap``); decoding then gives frame pixels.
 
     Raises:
         ValueError: an invalid value, an unknown ``encoder_type``, or an ``encoder_config`` of another encoder or
@@ -97,8 +106,10 @@ class EpisodeTokenizerConfig:
     episode_start_token: str = "<EPISODE_START>"
     episode_end_token: str = "<EPISODE_END>"
     encoder_config: EncoderConfig | None = None
+    pointer_space: PointerSpace = "screen"
 
     def __post_init__(self) -> None:
+        check_pointer_space(self.pointer_space)
         length = self.image_token_length
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ValueError(
@@ -199,6 +210,24 @@ TokenizedEvent = dict[str, Any]
 """``{"text": str, "token_ids": list[int], "images": list[ScreenCaptured], "total_token_count": int}``."""
 
 
+@dataclasses.dataclass
+class TokenizeStats:
+    """What one :meth:`EpisodeTokenizer.tokenize_event_dataset` call dropped with ``on_error="skip"``, summed over
+    its worker processes (:attr:`EpisodeTokenizer.last_tokenize_stats`).
+
+    Attributes:
+        rows: rows of the input dataset.
+        events_skipped: rows dropped because the encoder could not encode them.
+        errors: skip counts by error type name (``EncodingError``, ``MessageValidationError``).
+        last_error: the message of one skipped row's error (the last batch's), or None.
+    """
+
+    rows: int = 0
+    events_skipped: int = 0
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_error: str | None = None
+
+
 class EpisodeTokenizer:
     """Tokenize events and episodes for a language model; decode generated tokens back to events.
 
@@ -229,6 +258,9 @@ class EpisodeTokenizer:
         self.config = config.with_options(**options) if options else config
         assert self.config.encoder_config is not None  # set by EpisodeTokenizerConfig.__post_init__
         self.encoder: EventEncoder = encoder_class(self.config.encoder_type)(self.config.encoder_config)
+        # Frame space: mouse events go through this adapter; it shares self.encoder.stats.
+        self._frame_space = FrameSpaceEncoder(self.encoder) if self.config.pointer_space == "frame" else None
+        self.last_tokenize_stats = TokenizeStats()
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lookup: TokenLookup | None = None
         self._id_to_token: dict[int, str] = {}
@@ -328,12 +360,24 @@ class EpisodeTokenizer:
             ``image_token_length`` times, its ids (equal to ``tokenizer.encode(text, add_special_tokens=False)``),
             the screen references (one per image-token group) and ``len(token_ids)``.
 
+        With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording.
+
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             EncodingError: the encoder cannot encode the event.
+            ValueError: frame space and a message without ``source_path``.
         """
         lookup = self._token_lookup()
-        text, images = self.encoder.encode(mcap_message)
+        if self._frame_space is not None:
+            if mcap_message.source_path is None:
+                raise ValueError(
+                    "pointer_space='frame' needs the message's recording: pass mcap_message.with_source(mcap_path)"
+                )
+            text, images = self._frame_space.encode_serialized(
+                mcap_message.model_dump_json(), episode_path=mcap_message.source_path
+            )
+        else:
+            text, images = self.encoder.encode(mcap_message)
         text = self._expand(text)
         token_ids = lookup.ids([text])[0]
         return {"text": text, "token_ids": token_ids, "images": images, "total_token_count": len(token_ids)}
@@ -345,6 +389,7 @@ class EpisodeTokenizer:
         episode_root: str | os.PathLike[str] | None = None,
         num_proc: int | None = None,
         batch_size: int = _BATCH_SIZE,
+        on_error: OnError = "raise",
     ) -> datasets.Dataset:
         """Tokenize every event of an Event Dataset, marking episode starts and ends.
 
@@ -359,16 +404,22 @@ class EpisodeTokenizer:
             num_proc: worker processes; ``None`` picks from the usable cores and the dataset size (one process
                 below about 250,000 rows per process).
             batch_size: rows per batch handed to a worker.
+            on_error: ``"raise"`` (default) stops at the first row the encoder cannot encode. ``"skip"`` drops such
+                rows (EncodingError, MessageValidationError), counts them in :attr:`last_tokenize_stats` (also
+                from worker processes) and logs a warning with the count. A dropped row that carried an episode
+                token leaves a row holding just that token, so every episode still starts and ends with them.
 
         Returns:
             A dataset with columns ``episode_path`` (string), ``text`` (string), ``token_ids`` (list of int32),
             ``images`` (list of :func:`serialize_screen` strings, one per image-token group) and
-            ``total_token_count`` (int64), row for row.
+            ``total_token_count`` (int64), row for row (less the rows skipped).
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             DatasetError: a missing column, or an episode whose rows are not contiguous (names the episode).
-            EncodingError: an event the encoder cannot encode (e.g. a window event), naming the row and episode.
+            EncodingError: an event the encoder cannot encode (e.g. a window event), naming the row and episode,
+                with ``on_error="raise"``.
+            RecordingError, MediaError: with ``pointer_space="frame"``, an episode's capture cannot be read.
         """
         import datasets
 
@@ -381,6 +432,9 @@ class EpisodeTokenizer:
             )
         if batch_size <= 0:
             raise ValueError(f"Invalid batch_size ({batch_size}). It must be a positive integer.")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
+        self.last_tokenize_stats = TokenizeStats(rows=len(dataset))
         is_first, is_last = _episode_flags(dataset)
         if num_proc is None:
             num_proc = max(1, min(_usable_cores(), len(dataset) // _MIN_ROWS_PER_PROCESS))
@@ -388,7 +442,7 @@ class EpisodeTokenizer:
             raise ValueError(f"Invalid num_proc ({num_proc}). It must be a positive integer or None.")
 
         root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
-        worker = _TokenizeBatch(self, lookup, is_first, is_last, root)
+        worker = _TokenizeBatch(self, lookup, is_first, is_last, root, on_error)
         list_type = getattr(datasets, "List", datasets.Sequence)
         features = datasets.Features(
             {
@@ -404,6 +458,9 @@ class EpisodeTokenizer:
         # Each batch also reports what the encoder clamped, so counts made in worker processes reach
         # this process's encoder.stats; the columns are dropped before returning.
         stat_columns = {_STAT_PREFIX + name: datasets.Value("int64") for name in self.encoder.stats.COUNTERS}
+        stat_columns.update({_SKIP_PREFIX + name: datasets.Value("int64") for name in _SKIPPABLE_NAMES})
+        stat_columns[_LAST_ERROR] = datasets.Value("string")
+        stat_columns[_CARRIER] = datasets.Value("bool")
         started = time.perf_counter()
         with quiet_datasets_progress():  # the library never prints; progress is logged instead
             tokenized = dataset.with_format("arrow").map(
@@ -418,15 +475,42 @@ class EpisodeTokenizer:
                 load_from_cache_file=False,
                 desc="Tokenizing events",
             )
-        if num_proc > 1:  # in-process batches counted directly; workers' counts come back in the columns
-            import pyarrow.compute as pc
+        import pyarrow.compute as pc
 
-            table = tokenized.select_columns(list(stat_columns)).with_format("arrow")[:]
-            totals = {c.removeprefix(_STAT_PREFIX): pc.sum(table.column(c)).as_py() or 0 for c in stat_columns}
+        table = tokenized.select_columns(list(stat_columns)).with_format("arrow")[:]
+        if num_proc > 1:  # in-process batches counted directly; workers' counts come back in the columns
+            totals = {
+                name: pc.sum(table.column(_STAT_PREFIX + name)).as_py() or 0 for name in self.encoder.stats.COUNTERS
+            }
             self.encoder.stats.add(**totals)  # see owa.data.counters: map() workers' counts come home this way
+        self._count_skips(table)
+        carriers = table.column(_CARRIER)
+        if pc.any(carriers).as_py():  # only when a whole batch was dropped
+            tokenized = tokenized.select(np.flatnonzero(~carriers.to_numpy(zero_copy_only=False))).flatten_indices()
         tokenized = tokenized.remove_columns(list(stat_columns))
         logger.info("Tokenized %d events in %.2f s", len(tokenized), time.perf_counter() - started)
         return tokenized.with_format(None)
+
+    def _count_skips(self, table: pa.Table) -> None:
+        """Sum the skip columns of the workers' output into :attr:`last_tokenize_stats` and log them."""
+        import pyarrow.compute as pc
+
+        stats = self.last_tokenize_stats
+        for name in _SKIPPABLE_NAMES:
+            count = pc.sum(table.column(_SKIP_PREFIX + name)).as_py() or 0
+            if count:
+                stats.errors[name] = count
+                stats.events_skipped += count
+        messages = table.column(_LAST_ERROR).drop_null()
+        stats.last_error = messages[len(messages) - 1].as_py() if len(messages) else None
+        if stats.events_skipped:
+            logger.warning(
+                "tokenize_event_dataset skipped %d of %d rows the encoder could not encode (%s); last error: %s",
+                stats.events_skipped,
+                stats.rows,
+                ", ".join(f"{k}: {v}" for k, v in sorted(stats.errors.items())),
+                stats.last_error,
+            )
 
     def _expand(self, text: str) -> str:
         image_token = self.config.image_token
@@ -473,6 +557,7 @@ class EpisodeTokenizer:
         start_timestamp_ns: int | None = None,
         images: Sequence[ScreenCaptured] | None = None,
         on_error: OnError = "raise",
+        frame_size: tuple[int, int] | None = None,
     ) -> list[McapMessage]:
         """Turn token ids (e.g. a model's generation) back into events.
 
@@ -488,12 +573,25 @@ class EpisodeTokenizer:
             images: screen references to attach to the screen events, in order (e.g. a sample's ``images``).
             on_error: ``"raise"`` (default) raises on a malformed or cut-off event; ``"skip"`` drops it and logs
                 how many were dropped (a generation cut mid-event ends with one).
+            frame_size: with ``pointer_space="frame"``, the ``(width, height)`` of the frames the events refer to;
+                mouse positions come back in those frame pixels. Default: the ``shape`` of the first of ``images``.
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
             EncodingError: a malformed or incomplete event, with ``on_error="raise"``.
+            ValueError: an invalid ``on_error``; frame space without a frame size.
         """
         check_on_error(on_error)
+        decoder = self.encoder
+        if self._frame_space is not None:
+            if frame_size is None and images and images[0].shape is not None:
+                frame_size = images[0].shape
+            if frame_size is None:
+                raise ValueError(
+                    "pointer_space='frame': pass frame_size=(width, height) (or images with a shape) to decode "
+                    "mouse positions into frame pixels"
+                )
+            decoder = self._frame_space.for_frame_size(frame_size)
         text = self._ids_to_text(token_ids)
         config = self.config
         text = text.replace(config.episode_start_token, "").replace(config.episode_end_token, "")
@@ -527,7 +625,7 @@ class EpisodeTokenizer:
             if image_queue is not None and count:
                 event_images, image_queue = image_queue[:count], image_queue[count:]
             try:
-                messages.append(self.encoder.decode(event_text, images=event_images))
+                messages.append(decoder.decode(event_text, images=event_images))
             except EncodingError:
                 if on_error == "raise":
                     raise
@@ -562,6 +660,10 @@ class EpisodeTokenizer:
         return f"EpisodeTokenizer({self.config!r}, {state})"
 
 
+_SKIPPABLE = (EncodingError, MessageValidationError)  # what on_error="skip" drops: rows the encoder cannot encode
+_SKIPPABLE_NAMES = tuple(e.__name__ for e in _SKIPPABLE)
+
+
 class _TokenizeBatch:
     """The per-batch work of :meth:`EpisodeTokenizer.tokenize_event_dataset` (picklable for worker processes)."""
 
@@ -572,17 +674,19 @@ class _TokenizeBatch:
         is_first: np.ndarray,
         is_last: np.ndarray,
         episode_root: str,
+        on_error: OnError = "raise",
     ) -> None:
         self.owner = owner
         self.lookup = lookup
         self.is_first = is_first
         self.is_last = is_last
         self.episode_root = episode_root
+        self.on_error = on_error
 
     def __call__(self, batch: pa.Table, indices: list[int]) -> pa.Table:
         owner = self.owner
         config = owner.config
-        encode = owner.encoder.encode_serialized
+        encode = (owner._frame_space or owner.encoder).encode_serialized
         paths = batch.column("episode_path").to_pylist()
         messages = batch.column("mcap_message").to_pylist()
         rows = np.asarray(indices, dtype=np.int64)
@@ -591,44 +695,74 @@ class _TokenizeBatch:
         image_token = config.image_token
         expanded = image_token * config.image_token_length
         stats_before = owner.encoder.stats.counts()
+        is_first = self.is_first[rows].tolist()
+        is_last = self.is_last[rows].tolist()
+        kept_paths: list[str] = []
         texts: list[str] = []
         image_refs: list[str] = []
         image_counts: list[int] = []
+        skipped = dict.fromkeys(_SKIPPABLE_NAMES, 0)
+        last_error: str | None = None
         for position, (path, message) in enumerate(zip(paths, messages, strict=True)):
             try:
                 text, images = encode(message, episode_path=sources[path])
-            except EncodingError as e:
-                raise e.with_context(path=path, row=indices[position]) from e
+            except _SKIPPABLE as e:
+                located = e.with_context(path=path, row=indices[position])
+                if self.on_error == "raise":
+                    raise located from e
+                skipped[_skippable_name(e)] += 1
+                last_error = str(located)
+                # A dropped row keeps its episode tokens, alone: episodes still start and end with them.
+                text = (config.episode_start_token if is_first[position] else "") + (
+                    config.episode_end_token if is_last[position] else ""
+                )
+                if not text:
+                    continue
+                images = []
+            else:
+                if is_first[position]:
+                    text = config.episode_start_token + text
+                if is_last[position]:
+                    text += config.episode_end_token
             if images:
                 text = text.replace(image_token, expanded)
                 image_refs.extend(map(serialize_screen, images))
+            kept_paths.append(path)
             texts.append(text)
             image_counts.append(len(images))
-        for position in np.flatnonzero(self.is_first[rows]).tolist():
-            texts[position] = config.episode_start_token + texts[position]
-        for position in np.flatnonzero(self.is_last[rows]).tolist():
-            texts[position] += config.episode_end_token
+        carrier = not texts  # every row dropped: one row still has to carry the counts out of the worker
+        if carrier:
+            kept_paths, texts, image_counts = [paths[0]], [""], [0]
 
         values, lengths = self.lookup.ids_flat(texts)
         offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(lengths, out=offsets[1:])
         image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
         np.cumsum(image_counts, out=image_offsets[1:])
+        counts = {_STAT_PREFIX + name: count for name, count in owner.encoder.stats.since(stats_before).items()}
+        counts.update({_SKIP_PREFIX + name: count for name, count in skipped.items()})
         stat_columns = {}
-        for name, count in owner.encoder.stats.since(stats_before).items():
+        for column, count in counts.items():
             delta = np.zeros(len(texts), dtype=np.int64)
             delta[0] = count  # the batch's count, on its first row
-            stat_columns[_STAT_PREFIX + name] = pa.array(delta)
+            stat_columns[column] = pa.array(delta)
+        stat_columns[_LAST_ERROR] = pa.array([last_error] + [None] * (len(texts) - 1), type=pa.string())
+        stat_columns[_CARRIER] = pa.array([carrier] * len(texts), type=pa.bool_())
         return pa.table(
             {
-                "episode_path": pa.array(paths, type=pa.string()),
+                "episode_path": pa.array(kept_paths, type=pa.string()),
                 "text": pa.array(texts, type=pa.string()),
-                "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+                "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32())),
                 "images": pa.ListArray.from_arrays(pa.array(image_offsets), pa.array(image_refs, type=pa.string())),
                 "total_token_count": pa.array(lengths),
                 **stat_columns,
             }
         )
+
+
+def _skippable_name(error: BaseException) -> str:
+    """The :data:`_SKIPPABLE` type name an error counts under (its nearest skippable base)."""
+    return next(cls.__name__ for cls in type(error).__mro__ if cls in _SKIPPABLE)
 
 
 def _episode_flags(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:

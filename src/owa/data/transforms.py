@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from owa.data.counters import Counters
-from owa.data.encoders import EventEncoder, create_encoder
+from owa.data.encoders import EncoderConfig, EventEncoder, create_encoder, encoder_class
 from owa.data.episode_paths import episode_base_dir, resolve_episode_path
 from owa.data.errors import DatasetError, MessageValidationError, OnError, OWADataError, check_on_error
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured
+from owa.data.pointer_space import FrameSpaceEncoder, PointerSpace, check_pointer_space
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,7 +100,9 @@ class _DatasetTransform:
         on_error: OnError,
         episode_root: str | os.PathLike[str] | None,
         media_policy: MediaPolicy,
+        pointer_space: PointerSpace = "screen",
     ) -> None:
+        check_pointer_space(pointer_space)
         check_on_error(on_error)
         if not isinstance(encoder, EventEncoder):
             raise TypeError(f"encoder must be an EventEncoder (see owa.data.create_encoder), got {type(encoder)}")
@@ -110,6 +113,9 @@ class _DatasetTransform:
         self.on_error: OnError = on_error
         self.episode_root = None if episode_root is None else os.fspath(episode_root)
         self.media_policy = media_policy
+        self.pointer_space: PointerSpace = pointer_space
+        # Frame space: events go through this adapter, which shares encoder.stats (clamps counted as usual).
+        self._frame_space = FrameSpaceEncoder(encoder, media_policy=media_policy) if pointer_space == "frame" else None
         self.stats = TransformStats()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +145,7 @@ class _DatasetTransform:
     def _encode(self, data: bytes, episode: str, row_context: dict[str, Any]) -> tuple[str, list[ScreenCaptured]]:
         """encoder.encode_serialized, with the row's context on errors."""
         try:
-            return self.encoder.encode_serialized(data, episode_path=episode)
+            return (self._frame_space or self.encoder).encode_serialized(data, episode_path=episode)
         except OWADataError as e:
             raise _add_context(e, **row_context) from e
 
@@ -326,6 +332,8 @@ def create_event_dataset_transform(
     on_error: OnError = "raise",
     episode_root: str | os.PathLike[str] | None = None,
     media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+    encoder_config: EncoderConfig | None = None,
+    pointer_space: PointerSpace = "screen",
 ) -> EventDatasetTransform:
     """A ``set_transform`` function for the Event Dataset.
 
@@ -345,18 +353,29 @@ def create_event_dataset_transform(
         episode_root: folder that relative ``episode_path`` values resolve against (default: the
             current directory); see :func:`resolve_episode_path`.
         media_policy: which media URIs may be opened.
+        encoder_config: the encoder's options as its typed config (e.g.
+            ``HierarchicalConfig(screen_size=(2560, 1440))``), of ``encoder_type``'s config class; default its
+            defaults. Give this or ``encoder``, not both.
+        pointer_space: ``"screen"`` (default, the spec's) or ``"frame"``: mouse positions in the pixels of the
+            captured frame, read from each episode's ``.mcap`` (see :mod:`owa.data.pointer_space`).
+
+    Raises:
+        ValueError, TypeError: invalid arguments (both ``encoder`` and ``encoder_config``, a config of another
+            encoder, an unknown ``pointer_space``).
 
     Raises (from the transform): EncodingError (e.g. a window row: unsupported topic), MediaError
-    subclasses (VideoNotFoundError, FrameOutOfRangeError, ...), DatasetError (missing columns).
+    subclasses (VideoNotFoundError, FrameOutOfRangeError, ...), DatasetError (missing columns);
+    RecordingError when an episode's capture cannot be read in frame space.
     """
     return EventDatasetTransform(
-        encoder=encoder if encoder is not None else create_encoder(encoder_type),
+        encoder=_make_encoder(encoder_type, encoder, encoder_config),
         load_images=load_images,
         encode_actions=encode_actions,
         keep_original=keep_original,
         on_error=on_error,
         episode_root=episode_root,
         media_policy=media_policy,
+        pointer_space=pointer_space,
     )
 
 
@@ -371,6 +390,8 @@ def create_binned_dataset_transform(
     on_error: OnError = "raise",
     episode_root: str | os.PathLike[str] | None = None,
     media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
+    encoder_config: EncoderConfig | None = None,
+    pointer_space: PointerSpace = "screen",
 ) -> BinnedDatasetTransform:
     """A ``set_transform`` function for the Binned Dataset (the keys the spec's PyTorch example reads).
 
@@ -387,14 +408,33 @@ def create_binned_dataset_transform(
     """
     return BinnedDatasetTransform(
         instruction=instruction,
-        encoder=encoder if encoder is not None else create_encoder(encoder_type),
+        encoder=_make_encoder(encoder_type, encoder, encoder_config),
         load_images=load_images,
         encode_actions=encode_actions,
         keep_original=keep_original,
         on_error=on_error,
         episode_root=episode_root,
         media_policy=media_policy,
+        pointer_space=pointer_space,
     )
+
+
+def _make_encoder(
+    encoder_type: str, encoder: EventEncoder | None, encoder_config: EncoderConfig | None
+) -> EventEncoder:
+    if encoder is not None:
+        if encoder_config is not None:
+            raise ValueError("Give encoder or encoder_config, not both (an encoder already has its config)")
+        return encoder
+    if encoder_config is None:
+        return create_encoder(encoder_type)
+    cls = encoder_class(encoder_type)
+    if not isinstance(encoder_config, cls.config_class):
+        raise TypeError(
+            f"Invalid encoder_config ({type(encoder_config).__name__}) for encoder_type {encoder_type!r}. "
+            f"It must be a {cls.config_class.__name__}."
+        )
+    return cls(encoder_config)
 
 
 def _to_pil(array: np.ndarray) -> Any:
