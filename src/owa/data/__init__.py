@@ -19,6 +19,7 @@ from owa.data.errors import (
     EncodingError,
     FrameDecodeError,
     FrameOutOfRangeError,
+    ImageLayoutError,
     MediaError,
     MessageValidationError,
     OutputExistsError,
@@ -63,6 +64,7 @@ _LAZY = {
     "EpisodeTokenizerConfig": "owa.data.episode_tokenizer",
     "FSLDataset": "owa.data.fsl_dataset",
     "FSLDatasetConfig": "owa.data.fsl_dataset",
+    "ImageLayout": "owa.data.image_layout",
     "decode_screens": "owa.data.frames",
 }
 
@@ -72,6 +74,7 @@ __all__ = [
     "EncodingError",
     "FrameDecodeError",
     "FrameOutOfRangeError",
+    "ImageLayoutError",
     "KeyboardEvent",
     "KeyboardState",
     "McapMessage",
