@@ -169,7 +169,7 @@ def test_any_call_order_gives_the_same_model(order: str) -> None:
 
 def test_prepare_model_usage_errors() -> None:
     event_tokenizer = EpisodeTokenizer()
-    with pytest.raises(TypeError, match="tokenizer=..., model=..."):
+    with pytest.raises(TypeError, match=r"tokenizer=\.\.\., model=\.\.\."):
         event_tokenizer.prepare_model()
     with pytest.raises(ValueError, match=r"Invalid init \('zeros'\)"):
         event_tokenizer.prepare_model(tokenizer=tiny_bpe_tokenizer(), init="zeros")  # type: ignore[arg-type]
