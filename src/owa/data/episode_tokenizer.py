@@ -1,15 +1,17 @@
 """EpisodeTokenizer: events (McapMessages) to token ids for a language model, and back.
 
-An event is encoded to text by an event encoder (:mod:`owa.data.encoders`), its image token is repeated
-``image_token_length`` times (the slots a vision encoder fills), and the text is tokenized with a Hugging Face
-tokenizer that :meth:`EpisodeTokenizer.prepare_model` extended with the encoder's vocabulary. In an episode, the
-first event's text starts with ``episode_start_token`` and the last event's ends with ``episode_end_token``.
+An event is encoded to text by an event encoder (:mod:`owa.data.encoders`), its image token becomes one frame's
+tokens (an :class:`~owa.data.image_layout.ImageLayout`: prefix, the slot token repeated ``count`` times, suffix; by
+default ``image_token`` repeated ``image_token_length`` times), and the text is tokenized with a Hugging Face
+tokenizer that :meth:`EpisodeTokenizer.prepare_model` extended with the encoder's vocabulary (and fitted the
+model to). In an episode, the first event's text starts with ``episode_start_token`` and the last event's ends with
+``episode_end_token``.
 
 Example::
 
     tokenizer = AutoTokenizer.from_pretrained("path/to/local/tokenizer")
-    event_tokenizer = EpisodeTokenizer(image_token="<image>")
-    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    event_tokenizer = EpisodeTokenizer(image_token="<image>")  # or image_layout="qwen2_vl", or from_processor(...)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)  # model=..., init="semantic" to fit a model too
     tokenized = event_tokenizer.tokenize_event_dataset(event_dataset["train"])
 
 Speed: event texts are made of added tokens only (hierarchical encoder), so their ids are looked up per token
