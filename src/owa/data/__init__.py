@@ -19,6 +19,7 @@ from owa.data.errors import (
     EncodingError,
     FrameDecodeError,
     FrameOutOfRangeError,
+    ImageLayoutError,
     InvalidInputError,
     MediaError,
     MessageValidationError,
@@ -64,6 +65,7 @@ _LAZY = {
     "EpisodeTokenizerConfig": "owa.data.episode_tokenizer",
     "FSLDataset": "owa.data.fsl_dataset",
     "FSLDatasetConfig": "owa.data.fsl_dataset",
+    "ImageLayout": "owa.data.image_layout",
     "decode_screens": "owa.data.frames",
 }
 
@@ -73,6 +75,7 @@ __all__ = [
     "EncodingError",
     "FrameDecodeError",
     "FrameOutOfRangeError",
+    "ImageLayoutError",
     "InvalidInputError",
     "KeyboardEvent",
     "KeyboardState",

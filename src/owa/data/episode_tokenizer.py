@@ -1,15 +1,17 @@
 """EpisodeTokenizer: events (McapMessages) to token ids for a language model, and back.
 
-An event is encoded to text by an event encoder (:mod:`owa.data.encoders`), its image token is repeated
-``image_token_length`` times (the slots a vision encoder fills), and the text is tokenized with a Hugging Face
-tokenizer that :meth:`EpisodeTokenizer.prepare_model` extended with the encoder's vocabulary. In an episode, the
-first event's text starts with ``episode_start_token`` and the last event's ends with ``episode_end_token``.
+An event is encoded to text by an event encoder (:mod:`owa.data.encoders`), its image token becomes one frame's
+tokens (an :class:`~owa.data.image_layout.ImageLayout`: prefix, the slot token repeated ``count`` times, suffix; by
+default ``image_token`` repeated ``image_token_length`` times), and the text is tokenized with a Hugging Face
+tokenizer that :meth:`EpisodeTokenizer.prepare_model` extended with the encoder's vocabulary (and fitted the
+model to). In an episode, the first event's text starts with ``episode_start_token`` and the last event's ends with
+``episode_end_token``.
 
 Example::
 
     tokenizer = AutoTokenizer.from_pretrained("path/to/local/tokenizer")
-    event_tokenizer = EpisodeTokenizer(image_token="<image>")
-    event_tokenizer.prepare_model(tokenizer=tokenizer)
+    event_tokenizer = EpisodeTokenizer(image_token="<image>")  # or image_layout="qwen2_vl", or from_processor(...)
+    event_tokenizer.prepare_model(tokenizer=tokenizer)  # model=..., init="semantic" to fit a model too
     tokenized = event_tokenizer.tokenize_event_dataset(event_dataset["train"])
 
 Speed: event texts are made of added tokens only (hierarchical encoder), so their ids are looked up per token
@@ -26,10 +28,10 @@ import dataclasses
 import hashlib
 import logging
 import os
-import re
 import time
+import weakref
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pyarrow as pa
@@ -37,16 +39,19 @@ import pyarrow as pa
 from owa.data._token_lookup import TokenLookup
 from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.encoders import EncoderConfig, EventEncoder, encoder_class
-from owa.data.encoders.base import EVENT_END, EVENT_START
+from owa.data.encoders.base import EVENT_END, EVENT_START, _snippet, token_words
 from owa.data.episode_paths import resolve_episode_path
 from owa.data.errors import (
     DatasetError,
     EncodingError,
+    ImageLayoutError,
     MessageValidationError,
     OnError,
     TokenizerNotPreparedError,
     check_on_error,
 )
+from owa.data.image_layout import ImageLayout, PresetName
+from owa.data.image_layout import image_layout as resolve_image_layout
 from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, serialize_screen
 from owa.data.pointer_space import FrameSpaceEncoder, PointerSpace, check_pointer_space
 
@@ -54,7 +59,10 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from owa.data.embeddings import EmbeddingInit
+
 __all__ = [
+    "DecodedEvents",
     "EpisodeTokenizer",
     "EpisodeTokenizerConfig",
     "TokenizeStats",
@@ -83,8 +91,14 @@ class EpisodeTokenizerConfig:
     Attributes:
         encoder_type: the event encoder, ``"hierarchical"`` or ``"json"``
             (see :func:`owa.data.encoders.create_encoder`).
-        image_token: the token that stands for one slot of a screen frame (e.g. ``"<image>"`` for SmolVLM).
+        image_token: the token that stands for one slot of a screen frame (e.g. ``"<image>"`` for SmolVLM); one
+            token: a ``<...>`` piece or text without angle brackets (wrapper tokens go in ``image_layout``).
         image_token_length: how many times the image token is repeated per frame.
+        image_layout: the tokens of one frame, ``prefix + token * count + suffix``: a preset name (``"smolvlm"``,
+            ``"internvl"``, ``"qwen2_vl"``, ``"default"``) or an :class:`~owa.data.image_layout.ImageLayout`; stored
+            as an ``ImageLayout``. ``None`` (default): ``image_token`` repeated ``image_token_length`` times, with no
+            prefix or suffix. With a layout, ``image_token`` and ``image_token_length`` are its ``token`` and
+            ``count`` (left at their defaults, they are set from it; other values are an error).
         episode_start_token: prepended to the first event of every episode.
         episode_end_token: appended to the last event of every episode.
         encoder_config: the encoder's own config (e.g. :class:`~owa.data.encoders.HierarchicalConfig` with
@@ -98,6 +112,9 @@ class EpisodeTokenizerConfig:
     Raises:
         ValueError: an invalid value, an unknown ``encoder_type``, or an ``encoder_config`` of another encoder or
             with another ``image_token``.
+        ImageLayoutError: (also a ValueError) an invalid ``image_layout`` or ``image_token`` (several ``<...>``
+            tokens), a layout that disagrees with ``image_token``/``image_token_length``, or a layout prefix or
+            suffix token that is also an event or episode token.
     """
 
     encoder_type: str = "hierarchical"
@@ -107,6 +124,7 @@ class EpisodeTokenizerConfig:
     episode_end_token: str = "<EPISODE_END>"
     encoder_config: EncoderConfig | None = None
     pointer_space: PointerSpace = "screen"
+    image_layout: ImageLayout | PresetName | None = None
 
     def __post_init__(self) -> None:
         check_pointer_space(self.pointer_space)
@@ -115,6 +133,7 @@ class EpisodeTokenizerConfig:
             raise ValueError(
                 f"Invalid image_token_length ({self.image_token_length!r}). It must be a positive integer."
             )
+        self._set_layout()
         tokens = {
             "image_token": self.image_token,
             "episode_start_token": self.episode_start_token,
@@ -138,6 +157,50 @@ class EpisodeTokenizerConfig:
                 f"encoder_config.image_token ({self.encoder_config.image_token!r}) differs from image_token "
                 f"({self.image_token!r}). Set it once: EpisodeTokenizerConfig().with_options(image_token=..., ...)."
             )
+        # A frame's prefix and suffix tokens must not be event or episode tokens, or events and frames could not
+        # be told apart (ImageLayout.validate checks the same again with the tokenizer in prepare_model).
+        layout = self.layout
+        event_tokens = encoder_class(self.encoder_type)(self.encoder_config).get_vocab()
+        event_tokens.update((self.episode_start_token, self.episode_end_token))
+        for piece in layout.new_tokens():
+            if piece != layout.token and piece in event_tokens:
+                raise ImageLayoutError(
+                    f"Invalid image_layout prefix/suffix token ({piece!r}). It is also an event or episode token, "
+                    "so events and frames could not be told apart. Supported values are tokens that no event "
+                    "encoder or episode uses."
+                )
+
+    def _set_layout(self) -> None:
+        """Normalize ``image_layout`` and check it against ``image_token``/``image_token_length``."""
+        layout = self.image_layout
+        if layout is None:
+            try:  # the plain layout of image_token: one token, repeated
+                ImageLayout(token=self.image_token, count=self.image_token_length)
+            except ImageLayoutError as e:
+                raise ImageLayoutError(
+                    f"Invalid image_token ({self.image_token!r}). {e.reason} Wrapper tokens around the slots "
+                    "go in image_layout=ImageLayout(prefix=..., token=..., count=..., suffix=...)."
+                ) from e
+            return
+        layout = resolve_image_layout(layout)  # a preset name -> its layout; raises ImageLayoutError otherwise
+        defaults = {f.name: f.default for f in dataclasses.fields(EpisodeTokenizerConfig)}
+        for name, value in (("image_token", layout.token), ("image_token_length", layout.count)):
+            given = getattr(self, name)
+            if given not in (defaults[name], value):
+                raise ImageLayoutError(
+                    f"Invalid {name} ({given!r}) with image_layout, whose "
+                    f"{'token' if name == 'image_token' else 'count'} is {value!r}. Supported values are the "
+                    f"layout's, or leave {name} out."
+                )
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "image_layout", layout)
+
+    @property
+    def layout(self) -> ImageLayout:
+        """The tokens of one frame: ``image_layout``, or ``image_token`` repeated ``image_token_length`` times."""
+        if isinstance(self.image_layout, ImageLayout):
+            return self.image_layout
+        return ImageLayout(token=self.image_token, count=self.image_token_length)
 
     @staticmethod
     def option_names(encoder_type: str = "hierarchical") -> tuple[list[str], list[str]]:
@@ -171,6 +234,7 @@ class EpisodeTokenizerConfig:
                 f"Unknown EpisodeTokenizer option(s): {', '.join(unknown)}. Allowed: {', '.join(own_names)} "
                 f"and the {encoder_type} encoder's {', '.join(encoder_names) or '(none)'}."
             )
+        own.update(self._layout_options(own))
         image_token = own.get("image_token", self.image_token)
         if own.get("encoder_config") is not None:
             encoder_config = own.pop("encoder_config")
@@ -184,12 +248,33 @@ class EpisodeTokenizerConfig:
         own.pop("encoder_config", None)
         return dataclasses.replace(self, **own, encoder_config=encoder_config)
 
+    def _layout_options(self, own: dict[str, Any]) -> dict[str, Any]:
+        """``image_token``/``image_token_length`` that go with the options' or this config's ``image_layout``."""
+        if "image_layout" in own:
+            layout = own["image_layout"]
+            if layout is None:  # dropping the layout keeps its token and count unless they are given
+                return {}
+            layout = resolve_image_layout(layout)
+        elif self.image_layout is not None:
+            layout = self.layout
+        else:
+            return {}
+        derived = {"image_token": layout.token, "image_token_length": layout.count}
+        for name, value in derived.items():
+            if name in own and own[name] != value:
+                raise ImageLayoutError(
+                    f"Invalid {name} ({own[name]!r}) with image_layout, whose "
+                    f"{'token' if name == 'image_token' else 'count'} is {value!r}. Supported values are the "
+                    "layout's; pass image_layout=None to go back to a plain repeated image_token."
+                )
+        return {**derived, "image_layout": layout}
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (e.g. for dataset metadata); :meth:`from_json` reads it back."""
         fields = dataclasses.asdict(self)
-        fields["encoder_config"] = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in fields["encoder_config"].items()
-        }
+        for name in ("encoder_config", "image_layout"):
+            if fields[name] is not None:
+                fields[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in fields[name].items()}
         return fields
 
     @classmethod
@@ -203,11 +288,39 @@ class EpisodeTokenizerConfig:
         fields = dict(fields)
         encoder_fields = dict(fields.pop("encoder_config", None) or {})
         encoder_fields.pop("image_token", None)  # the same as the top-level image_token
+        layout = fields.get("image_layout")
+        if isinstance(layout, Mapping):
+            fields["image_layout"] = ImageLayout(**layout)
         return cls().with_options(**fields, **encoder_fields)
 
 
 TokenizedEvent = dict[str, Any]
 """``{"text": str, "token_ids": list[int], "images": list[ScreenCaptured], "total_token_count": int}``."""
+
+_FRAME = "\x00"  # stands for one collapsed frame while decoding; never part of a token's text
+
+
+class DecodedEvents(list[McapMessage]):
+    """What :meth:`EpisodeTokenizer.decode` returns: the decoded events (this list, in order), and what was left.
+
+    Attributes:
+        tail: the token ids of the event still open at the end (from its ``<EVENT_START>``), ``[]`` when none: a
+            generation that stopped mid-event. Decode ``tail + continuation`` again when the model has gone on.
+        skipped: how many malformed events (or runs of stray event tokens) ``on_error="skip"`` dropped.
+    """
+
+    def __init__(self, events: Sequence[McapMessage] = (), *, tail: Sequence[int] = (), skipped: int = 0) -> None:
+        super().__init__(events)
+        self.tail = list(tail)
+        self.skipped = skipped
+
+    @property
+    def events(self) -> list[McapMessage]:
+        """The events as a plain list."""
+        return list(self)
+
+    def __repr__(self) -> str:
+        return f"DecodedEvents({list.__repr__(self)}, tail={self.tail!r}, skipped={self.skipped})"
 
 
 @dataclasses.dataclass
@@ -238,13 +351,14 @@ class EpisodeTokenizer:
             see :meth:`EpisodeTokenizerConfig.with_options`. ``EpisodeTokenizer(image_token="<image>")`` is the
             spec's call.
 
-    The object keeps the resulting config as :attr:`config`. Call :meth:`prepare_model` once with the tokenizer (and
-    model) before tokenizing.
+    The object keeps the resulting config as :attr:`config` and the tokens of one frame as :attr:`image_layout`.
+    Call :meth:`prepare_model` with the tokenizer (and model) before tokenizing.
 
     Raises:
         TypeError: an unknown option (the message lists the allowed ones), or ``config`` is not an
             :class:`EpisodeTokenizerConfig`.
         ValueError: an invalid setting, or an unknown ``encoder_type``.
+        ImageLayoutError: (also a ValueError) an invalid image layout (see :class:`EpisodeTokenizerConfig`).
     """
 
     def __init__(self, config: EpisodeTokenizerConfig | None = None, **options: Any) -> None:
@@ -258,12 +372,15 @@ class EpisodeTokenizer:
         self.config = config.with_options(**options) if options else config
         assert self.config.encoder_config is not None  # set by EpisodeTokenizerConfig.__post_init__
         self.encoder: EventEncoder = encoder_class(self.config.encoder_type)(self.config.encoder_config)
+        self._layout = self.config.layout
         # Frame space: mouse events go through this adapter; it shares self.encoder.stats.
         self._frame_space = FrameSpaceEncoder(self.encoder) if self.config.pointer_space == "frame" else None
         self.last_tokenize_stats = TokenizeStats()
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lookup: TokenLookup | None = None
         self._id_to_token: dict[int, str] = {}
+        self._new_tokens: dict[str, int] = {}  # tokens prepare_model added to the bound tokenizer -> ids
+        self._pending_model: tuple[weakref.ref[PreTrainedModel], EmbeddingInit | None] | None = None
         self._vocabulary_digest: tuple[Any, str] | None = None
 
     @classmethod
@@ -271,51 +388,170 @@ class EpisodeTokenizer:
         """Build from a config object (e.g. one read back from saved metadata); the same as ``cls(config)``."""
         return cls(config)
 
+    @classmethod
+    def from_processor(cls, processor: Any, *, image_size: tuple[int, int] | None = None, **options: Any) -> Self:
+        """An EpisodeTokenizer whose frames take the tokens ``processor`` inserts for one image.
+
+        The layout comes from :meth:`ImageLayout.from_processor <owa.data.image_layout.ImageLayout.from_processor>`
+        (Idefics3/SmolVLM, InternVL, Qwen2-VL and Qwen2.5-VL processors, image splitting off). Then call
+        ``prepare_model(tokenizer=processor.tokenizer, model=model)``.
+
+        Args:
+            processor: a transformers processor.
+            image_size: Qwen2-VL only: ``(height, width)`` frames are resized to (default the ``qwen2_vl``
+                preset's, 252x448); it sets the count.
+            **options: other settings, as for the constructor (e.g. ``screen_size=(2560, 1440)``).
+
+        Raises:
+            ImageLayoutError: an unsupported processor or ``image_size`` (see ``ImageLayout.from_processor``).
+        """
+        return cls(image_layout=ImageLayout.from_processor(processor, image_size=image_size), **options)
+
+    @property
+    def image_layout(self) -> ImageLayout:
+        """The tokens of one frame (``prefix + token * count + suffix``) and the frame size the model takes.
+
+        ``image_layout.image_size`` is the ``(height, width)`` every frame must be resized to when it is set (always
+        for the ``qwen2_vl`` layout, whose token count follows from it); None means the model's processor
+        resizes frames itself.
+        """
+        return self._layout
+
     # ------------------------------------------------------------------------------------------------------------
     # Vocabulary and model preparation
     # ------------------------------------------------------------------------------------------------------------
 
     def get_vocab(self) -> list[str]:
-        """The tokens :meth:`prepare_model` adds, sorted: the encoder's vocabulary, image and episode tokens."""
+        """The tokens :meth:`prepare_model` adds, sorted: the encoder's vocabulary, the image layout's tokens
+        (prefix, slot and suffix tokens) and the episode tokens."""
         vocab = set(self.encoder.get_vocab())
-        vocab.update((self.config.image_token, self.config.episode_start_token, self.config.episode_end_token))
+        vocab.update(self._layout.new_tokens())
+        vocab.update((self.config.episode_start_token, self.config.episode_end_token))
         return sorted(vocab)
 
-    def prepare_model(self, *, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | None = None) -> int:
-        """Add the vocabulary to ``tokenizer`` (and grow ``model``'s embeddings) and bind this object to it.
+    def token_descriptions(self) -> dict[str, str]:
+        """Each token of :meth:`get_vocab` in a few plain words (what ``init="semantic"`` starts embeddings from).
 
-        Tokens are added in sorted order, so the same tokenizer gets the same ids on every run. Tokens the
-        tokenizer already has keep their ids. The model's input (and tied output) embeddings are resized to
-        ``len(tokenizer)`` when that is larger than they are; a larger embedding (padded vocabularies) is kept.
+        The encoder's tokens as its ``token_descriptions()`` describes them (``<KEYBOARD>`` -> ``"keyboard"``,
+        ``<65>`` -> ``"A"``, ``<x1>`` -> ``"back mouse button"``);
+        the layout's slot token ``"image"``, its prefix tokens ``"image start"``, its suffix tokens ``"image end"``;
+        the episode tokens read as their text (``"episode start"``).
+        """
+        descriptions = {token: token_words(token) for token in self.get_vocab()}
+        descriptions.update(self.encoder.token_descriptions())
+        layout = self._layout
+        descriptions.update(dict.fromkeys(layout.prefix_tokens(), "image start"))
+        descriptions.update(dict.fromkeys(layout.suffix_tokens(), "image end"))
+        descriptions[layout.token] = "image"
+        return descriptions
+
+    def prepare_model(
+        self,
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        model: PreTrainedModel | None = None,
+        init: EmbeddingInit | None = None,
+    ) -> int:
+        """Add the vocabulary to ``tokenizer``, bind this object to it, and fit ``model`` to the new vocabulary.
+
+        One call with both, or two calls in either order: ``prepare_model(tokenizer=t)`` then
+        ``prepare_model(model=m)`` (the model can be created in between), or ``prepare_model(model=m)`` then
+        ``prepare_model(tokenizer=t)`` (the model is fitted when the tokenizer comes; this object keeps only a weak
+        reference to it). The result is the same.
+
+        Tokenizer: tokens are added in sorted order, so the same tokenizer gets the same ids on every run. Tokens the
+        tokenizer already has keep their ids (e.g. a VLM's own image tokens). The image layout is checked against
+        it first (:meth:`ImageLayout.validate <owa.data.image_layout.ImageLayout.validate>`).
+
+        Model: (1) the input embeddings, and the output embeddings when they are not tied to them, are resized to
+        ``len(tokenizer)`` rows when that is larger; a larger embedding (padded vocabularies) is kept. (2) With
+        ``init``, the rows of the tokens this object added to the tokenizer are set (see
+        :func:`owa.data.embeddings.initialize_token_rows`): ``"mean"``, the mean of the existing rows; ``"semantic"``,
+        the mean embedding of the words of :meth:`token_descriptions` (input side, and output side when untied).
+        Without ``init`` new rows keep what ``resize_token_embeddings`` gave them. Each call with ``init`` sets those
+        rows again: call it before training. (3) Where the model's config has an image token id (``image_token_id``;
+        Qwen2-VL also ``vision_start_token_id``/``vision_end_token_id``) that differs from the layout's token, it is
+        set to the layout's (see :func:`owa.data.embeddings.set_image_token_ids`); with a layout made for the model
+        nothing changes.
 
         Args:
-            tokenizer: a Hugging Face tokenizer; it is modified in place.
-            model: optional Hugging Face model whose embeddings to resize.
+            tokenizer: a Hugging Face tokenizer; it is modified in place. Optional when it was given before.
+            model: optional Hugging Face model; modified in place.
+            init: ``None`` (default), ``"mean"`` or ``"semantic"``: how to start the new tokens' embeddings.
 
         Returns:
-            The number of tokens newly added to the tokenizer.
+            The number of tokens newly added to the tokenizer by this call.
 
         Raises:
-            TypeError: ``tokenizer`` is not a Hugging Face tokenizer.
+            TypeError: neither ``tokenizer`` nor ``model``, or ``tokenizer`` is not a Hugging Face tokenizer.
+            ValueError: an unknown ``init``.
+            ImageLayoutError: the layout does not fit the tokenizer (a token it would split, or a prefix/suffix
+                token that is also an event token).
         """
+        if tokenizer is None and model is None:
+            raise TypeError("prepare_model needs tokenizer=..., model=... or both")
+        if init is not None and init not in ("mean", "semantic"):
+            raise ValueError(f"Invalid init ({init!r}). Supported values are None, 'mean', 'semantic'.")
+        added = 0
+        if tokenizer is not None:
+            added = self._bind_tokenizer(tokenizer)
+        if model is None and tokenizer is not None and self._pending_model is not None:
+            model, pending_init = self._pending_model[0](), self._pending_model[1]
+            init = init if init is not None else pending_init
+        if model is not None:
+            if self._tokenizer is None:  # the tokenizer comes later: fit the model then
+                self._pending_model = (weakref.ref(model), init)
+                logger.info("prepare_model: the model is fitted when the tokenizer is given")
+                return added
+            self._pending_model = None
+            self._fit_model(model, init)
+        return added
+
+    def _bind_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> int:
         from tokenizers import AddedToken
 
         if not hasattr(tokenizer, "add_tokens") or not hasattr(tokenizer, "convert_tokens_to_ids"):
             raise TypeError(f"Invalid tokenizer ({type(tokenizer).__name__}). Pass a Hugging Face tokenizer.")
+        event_tokens = {*self.encoder.get_vocab(), self.config.episode_start_token, self.config.episode_end_token}
+        self._layout.validate(tokenizer, event_tokens=event_tokens)
         vocab = self.get_vocab()
+        existing = tokenizer.get_vocab()
+        new = [t for t in vocab if t not in existing]
         # normalized=False: match the raw text, whatever the tokenizer's normalizer does to it.
         added = tokenizer.add_tokens([AddedToken(t, normalized=False, special=False) for t in vocab])
         ids = tokenizer.convert_tokens_to_ids(vocab)
         token_to_id = dict(zip(vocab, ids, strict=True))
+        if tokenizer is not self._tokenizer:
+            self._new_tokens = {}
+        self._new_tokens.update({t: token_to_id[t] for t in new})
         self._id_to_token = {i: t for t, i in token_to_id.items()}
         self._lookup = TokenLookup(tokenizer, token_to_id)
         self._tokenizer = tokenizer
-        if model is not None:
-            size = len(tokenizer)
-            current = model.get_input_embeddings().weight.shape[0]
-            if size > current:
-                model.resize_token_embeddings(size)
         return added
+
+    def _fit_model(self, model: PreTrainedModel, init: EmbeddingInit | None) -> None:
+        from owa.data.embeddings import initialize_token_rows, resize_token_embeddings, set_image_token_ids
+
+        tokenizer = self.tokenizer
+        resize_token_embeddings(model, len(tokenizer))
+        if init is not None:
+            initialize_token_rows(model, tokenizer, self._new_tokens, init=init, descriptions=self.token_descriptions())
+        layout = self._layout
+        lookup = self._token_lookup().token_to_id
+        prefix, suffix = layout.prefix_tokens(), layout.suffix_tokens()
+        set_image_token_ids(
+            model,
+            {
+                "token": lookup[layout.token],
+                "prefix": lookup[prefix[0]] if len(prefix) == 1 else None,
+                "suffix": lookup[suffix[0]] if len(suffix) == 1 else None,
+            },
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pending_model"] = None  # a weak reference (not picklable); worker processes never fit models
+        return state
 
     @property
     def is_prepared(self) -> bool:
@@ -345,8 +581,24 @@ class EpisodeTokenizer:
 
     @property
     def image_token_id(self) -> int:
-        """The id of the image token (what :class:`~owa.data.training.FSLCollator` masks out of the labels)."""
-        return self.token_id(self.config.image_token)
+        """The id of the image slot token (``image_layout.token``).
+
+        Raises:
+            TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
+        """
+        return self.token_id(self._layout.token)
+
+    @property
+    def image_token_ids(self) -> tuple[int, ...]:
+        """The ids of every token of a frame, sorted: the layout's prefix, slot and suffix tokens.
+
+        What :class:`~owa.data.training.FSLCollator` masks out of the labels (``image_token_ids=...``): a frame's
+        tokens are input the data pipeline writes, not something the model should learn to predict.
+
+        Raises:
+            TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
+        """
+        return tuple(sorted({self.token_id(token) for token in self._layout.new_tokens()}))
 
     # ------------------------------------------------------------------------------------------------------------
     # Tokenizing
@@ -356,9 +608,10 @@ class EpisodeTokenizer:
         """Tokenize one event.
 
         Returns:
-            ``{"text", "token_ids", "images", "total_token_count"}``: the text with the image token repeated
-            ``image_token_length`` times, its ids (equal to ``tokenizer.encode(text, add_special_tokens=False)``),
-            the screen references (one per image-token group) and ``len(token_ids)``.
+            ``{"text", "token_ids", "images", "total_token_count"}``: the text with each image token replaced by
+            one frame's tokens (``image_layout``: prefix, the slot token ``count`` times, suffix), its ids (equal to
+            ``tokenizer.encode(text, add_special_tokens=False)``), the screen references (one per frame) and
+            ``len(token_ids)``.
 
         With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording.
 
@@ -513,8 +766,8 @@ class EpisodeTokenizer:
             )
 
     def _expand(self, text: str) -> str:
-        image_token = self.config.image_token
-        return text.replace(image_token, image_token * self.config.image_token_length)
+        """The encoder's text with each image token replaced by one frame's tokens (:attr:`image_layout`)."""
+        return text.replace(self._layout.token, self._layout.text())
 
     def _token_lookup(self) -> TokenLookup:
         """The id lookup bound by :meth:`prepare_model` (raises TokenizerNotPreparedError before it)."""
@@ -555,31 +808,53 @@ class EpisodeTokenizer:
         token_ids: Sequence[int] | np.ndarray,
         *,
         start_timestamp_ns: int | None = None,
+        last_timestamp_ns: int | None = None,
         images: Sequence[ScreenCaptured] | None = None,
         on_error: OnError = "raise",
         frame_size: tuple[int, int] | None = None,
-    ) -> list[McapMessage]:
-        """Turn token ids (e.g. a model's generation) back into events.
+    ) -> DecodedEvents:
+        """Turn token ids (a sample's, or a model's generation) back into events.
 
-        Episode tokens are dropped, each run of ``image_token_length`` image tokens becomes one image, and each
-        ``<EVENT_START>...<EVENT_END>`` span is decoded by the encoder. Padding and other tokens between events are
-        ignored. With the hierarchical encoder, times decode modulo 4 s; they are unwrapped into absolute,
-        non-decreasing nanoseconds from ``start_timestamp_ns`` (0 when None; see
-        :func:`owa.data.encoders.unwrap_timestamps` for the rule).
+        Each ``<EVENT_START>...<EVENT_END>`` span is decoded by the encoder, each whole frame inside it
+        (:attr:`image_layout`: prefix, ``count`` slot tokens, suffix) standing for one image. Episode tokens and
+        tokens that are not ours (padding, end of text) between events are ignored. With the hierarchical encoder
+        times decode modulo 4 s; they are unwrapped into absolute, non-decreasing nanoseconds from the time given
+        (see :func:`owa.data.encoders.unwrap_timestamps`: exact to the 10 ms cell while consecutive events are
+        under 3.99 s apart). The json encoder's times are absolute already.
+
+        Two uses:
+
+        * a whole sequence (a sample's events): give ``start_timestamp_ns``, the true time of the first event (0
+          when None). An event cut off at the end is malformed. A sample spanning two episodes must be decoded one
+          episode at a time, each from its own start (:meth:`FSLDataset.decode <owa.data.fsl_dataset.FSLDataset.decode>`
+          does that).
+        * a generated continuation: give ``last_timestamp_ns``, the time of the last event before ``token_ids``
+          (the prompt's); the first generated event is placed at or after it. An event still open at the end is not
+          an error but the result's :attr:`DecodedEvents.tail`, to decode again once the model has continued it.
+
+        Malformed input is never turned into events: an event the encoder rejects, a frame that is not exactly the
+        layout, an ``<EVENT_START>`` before the previous event's ``<EVENT_END>``, or event tokens outside an event.
+        ``on_error="raise"`` (default) raises on the first; ``"skip"`` drops each, counts it in
+        :attr:`DecodedEvents.skipped` and logs the count.
 
         Args:
             token_ids: the ids, in order.
-            start_timestamp_ns: the true time of the first event (or any time in its 10 ms cell).
+            start_timestamp_ns: for a whole sequence, the first event's true time (or any time in its 10 ms cell).
+            last_timestamp_ns: for a continuation, the last known event's time. Not together with
+                ``start_timestamp_ns``.
             images: screen references to attach to the screen events, in order (e.g. a sample's ``images``).
-            on_error: ``"raise"`` (default) raises on a malformed or cut-off event; ``"skip"`` drops it and logs
-                how many were dropped (a generation cut mid-event ends with one).
+            on_error: ``"raise"`` or ``"skip"``.
             frame_size: with ``pointer_space="frame"``, the ``(width, height)`` of the frames the events refer to;
                 mouse positions come back in those frame pixels. Default: the ``shape`` of the first of ``images``.
 
+        Returns:
+            The events, a :class:`DecodedEvents` (a list of :class:`McapMessage`, with ``tail`` and ``skipped``).
+
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
-            EncodingError: a malformed or incomplete event, with ``on_error="raise"``.
-            ValueError: an invalid ``on_error``; frame space without a frame size.
+            EncodingError: malformed input, with ``on_error="raise"``; it shows the text and names the token
+                position.
+            ValueError: an unknown ``on_error``, both timestamps, or frame space without a frame size.
         """
         check_on_error(on_error)
         decoder = self.encoder
@@ -592,51 +867,83 @@ class EpisodeTokenizer:
                     "mouse positions into frame pixels"
                 )
             decoder = self._frame_space.for_frame_size(frame_size)
-        text = self._ids_to_text(token_ids)
-        config = self.config
-        text = text.replace(config.episode_start_token, "").replace(config.episode_end_token, "")
-        run = re.compile(f"(?:{re.escape(config.image_token)})+")
-
-        def collapse(match: re.Match[str]) -> str:
-            count = len(match.group(0)) // len(config.image_token)
-            return config.image_token * max(1, round(count / config.image_token_length))
-
-        text = run.sub(collapse, text)
+        if start_timestamp_ns is not None and last_timestamp_ns is not None:
+            raise ValueError(
+                "Give start_timestamp_ns (a whole sequence) or last_timestamp_ns (a continuation), not both"
+            )
+        token_to_id = self._token_lookup().token_to_id
+        event_start, event_end = token_to_id[EVENT_START], token_to_id[EVENT_END]
+        outside_ok = {token_to_id[self.config.episode_start_token], token_to_id[self.config.episode_end_token]}
+        ours = self._id_to_token
+        ids = np.asarray(token_ids, dtype=np.int64).tolist()
         image_queue = list(images) if images is not None else None
         messages: list[McapMessage] = []
         skipped = 0
-        position = 0
-        while True:
-            start = text.find(EVENT_START, position)
-            if start < 0:
-                break
-            end = text.find(EVENT_END, start)
-            next_start = text.find(EVENT_START, start + len(EVENT_START))
-            if end < 0 or 0 <= next_start < end:
-                if on_error == "raise":
-                    raise EncodingError("Incomplete event in token ids (no <EVENT_END>)", snippet=text[start:][:160])
-                skipped += 1
-                position = start + len(EVENT_START)
-                continue
-            event_text = text[start : end + len(EVENT_END)]
-            position = end + len(EVENT_END)
-            event_images = None
-            count = event_text.count(config.image_token)
-            if image_queue is not None and count:
-                event_images, image_queue = image_queue[:count], image_queue[count:]
-            try:
-                messages.append(decoder.decode(event_text, images=event_images))
-            except EncodingError:
-                if on_error == "raise":
-                    raise
-                skipped += 1
+
+        def malformed(error: EncodingError, position: int) -> None:
+            nonlocal skipped
+            if on_error == "raise":
+                raise EncodingError(error.reason, position=position, **error.context) from error
+            skipped += 1
+
+        def fragment_error(reason: str, start: int, stop: int) -> EncodingError:
+            return EncodingError(reason, snippet=_snippet(self._ids_to_text(ids[start:stop])))
+
+        open_at: int | None = None  # the position of the open event's <EVENT_START>
+        stray = False  # inside a run of event tokens outside any event
+        for position, token_id in enumerate(ids):
+            if token_id == event_start:
+                if open_at is not None:
+                    reason = "Incomplete event in token ids (an <EVENT_START> before its <EVENT_END>)"
+                    malformed(fragment_error(reason, open_at, position), open_at)
+                open_at, stray = position, False
+            elif token_id == event_end and open_at is not None:
+                start, open_at = open_at, None
+                try:
+                    text, frames = self._collapse_frames(self._ids_to_text(ids[start : position + 1]))
+                    event_images = None
+                    if image_queue is not None and frames:
+                        event_images, image_queue = image_queue[:frames], image_queue[frames:]
+                    messages.append(decoder.decode(text, images=event_images))
+                except EncodingError as e:
+                    malformed(e, start)
+            elif open_at is None and token_id in ours and token_id not in outside_ok:
+                if not stray:  # one count per run of stray tokens
+                    reason = f"Event tokens outside {EVENT_START}...{EVENT_END}"
+                    end = next((p for p in range(position, len(ids)) if ids[p] == event_start), len(ids))
+                    malformed(fragment_error(reason, position, end), position)
+                stray = True
+            else:
+                stray = False
+        tail: list[int] = []
+        if open_at is not None:
+            tail = ids[open_at:]
+            if last_timestamp_ns is None:
+                malformed(fragment_error("Incomplete event in token ids (no <EVENT_END>)", open_at, len(ids)), open_at)
         if skipped:
             logger.warning("decode skipped %d malformed or incomplete event(s)", skipped)
         unwrap = getattr(self.encoder, "unwrap_timestamps", None)
         if unwrap is not None and messages:
-            times = unwrap([m.timestamp for m in messages], start_timestamp_ns or 0)
+            start_ns = last_timestamp_ns if last_timestamp_ns is not None else start_timestamp_ns or 0
+            times = unwrap([m.timestamp for m in messages], start_ns)
             messages = [m.model_copy(update={"timestamp": t}) for m, t in zip(messages, times, strict=True)]
-        return messages
+        return DecodedEvents(messages, tail=tail, skipped=skipped)
+
+    def _collapse_frames(self, text: str) -> tuple[str, int]:
+        """``text`` with each whole frame replaced by the encoder's image token, and the number of frames.
+
+        Raises:
+            EncodingError: image tokens that are not whole frames (a wrong count, a missing prefix or suffix).
+        """
+        layout = self._layout
+        collapsed = text.replace(layout.text(), _FRAME)
+        if any(piece in collapsed for piece in layout.new_tokens()):
+            raise EncodingError(
+                f"Image tokens that do not form whole frames ({layout.prefix!r} + {layout.token!r} x {layout.count} "
+                f"+ {layout.suffix!r})",
+                snippet=_snippet(text),
+            )
+        return collapsed.replace(_FRAME, layout.token), collapsed.count(_FRAME)
 
     def _ids_to_text(self, token_ids: Sequence[int] | np.ndarray) -> str:
         tokenizer = self.tokenizer
@@ -692,8 +999,8 @@ class _TokenizeBatch:
         rows = np.asarray(indices, dtype=np.int64)
 
         sources = {path: resolve_episode_path(path, self.episode_root) for path in set(paths)}
-        image_token = config.image_token
-        expanded = image_token * config.image_token_length
+        image_token = owner.image_layout.token
+        expanded = owner.image_layout.text()
         stats_before = owner.encoder.stats.counts()
         is_first = self.is_first[rows].tolist()
         is_last = self.is_last[rows].tolist()

@@ -17,6 +17,7 @@ __all__ = [
     "EncodingError",
     "FrameDecodeError",
     "FrameOutOfRangeError",
+    "ImageLayoutError",
     "InvalidInputError",
     "MediaError",
     "MessageValidationError",
@@ -169,6 +170,13 @@ class FrameOutOfRangeError(MediaError):
 
 class EncodingError(OWADataError):
     """An event cannot be encoded to, or decoded from, text."""
+
+
+class ImageLayoutError(OWADataError, ValueError):
+    """An image layout is invalid, or does not fit a tokenizer, processor or event vocabulary.
+
+    Also a :class:`ValueError`, as it reports an invalid setting.
+    """
 
 
 class DatasetError(OWADataError):

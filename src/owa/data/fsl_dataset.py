@@ -28,6 +28,7 @@ Each sample is a dict:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -46,6 +47,8 @@ from owa.data.packing import PackingPlan, plan_packing
 
 if TYPE_CHECKING:
     import datasets
+
+    from owa.data.episode_tokenizer import DecodedEvents, EpisodeTokenizer
 
 __all__ = ["FSLDataset", "FSLDatasetConfig", "FSLSample", "ImageStats"]
 
@@ -373,7 +376,10 @@ class FSLDataset:
 
     @property
     def plan(self) -> PackingPlan:
-        """The packing plan; see :class:`~owa.data.packing.PackingPlan`.
+        """The packing plan (:class:`~owa.data.packing.PackingPlan`): which dataset rows and token ranges each
+        sample holds. ``plan.event_range(k)`` is sample ``k``'s half-open range of rows of :attr:`dataset`,
+        ``plan.token_range(k)`` its range of the concatenated token stream; :meth:`segments` splits a sample by
+        episode.
 
         Raises:
             PackingError: :meth:`prepare` has not been called.
@@ -381,6 +387,88 @@ class FSLDataset:
         if self._plan is None:
             raise PackingError("FSLDataset.prepare() has not been called; call it once before reading samples")
         return self._plan
+
+    def segments(self, index: int) -> list[tuple[str, range]]:
+        """The episode segments of sample ``index``: ``(episode_path, rows)`` in order, ``rows`` the range of
+        :attr:`dataset` rows (events) of that episode in the sample. One segment unless the sample spans episodes.
+
+        Raises:
+            IndexError: ``index`` is out of range.
+            PackingError: :meth:`prepare` has not been called.
+        """
+        plan = self.plan
+        if not -len(plan) <= index < len(plan):
+            raise IndexError(f"FSLDataset index {index} out of range for {len(plan)} samples")
+        first, end = plan.event_range(int(index) % len(plan))
+        cuts = [first, *(np.flatnonzero(self._episode_start[first + 1 : end]) + first + 1).tolist(), end]
+        return [(self._episode_paths[a].as_py(), range(a, b)) for a, b in itertools.pairwise(cuts)]
+
+    def decode(
+        self,
+        index: int,
+        episode_tokenizer: EpisodeTokenizer,
+        events: datasets.Dataset,
+        *,
+        on_error: OnError = "raise",
+    ) -> list[tuple[str, DecodedEvents]]:
+        """Decode sample ``index``'s tokens back into events, per episode, with absolute timestamps.
+
+        The tokens do not hold absolute time (the hierarchical encoder writes times modulo 4 s), so each episode
+        segment (:meth:`segments`) is decoded on its own from its first event's ``timestamp_ns`` in ``events``, the
+        Event Dataset split that was tokenized into :attr:`dataset` (row for row). Screen events get their
+        ``ScreenCaptured`` references (frames are not loaded).
+
+        Args:
+            index: the sample.
+            episode_tokenizer: the prepared :class:`~owa.data.episode_tokenizer.EpisodeTokenizer` that tokenized it.
+            events: the Event Dataset split (columns ``episode_path`` and ``timestamp_ns``), in the same row order
+                as :attr:`dataset`.
+            on_error: ``"raise"`` or ``"skip"`` malformed events (see ``EpisodeTokenizer.decode``).
+
+        Returns:
+            ``[(episode_path, events), ...]``, one per segment, in order; ``events`` is a
+            :class:`~owa.data.episode_tokenizer.DecodedEvents` (a list of ``McapMessage``).
+
+        Raises:
+            IndexError: ``index`` is out of range.
+            DatasetError: ``events`` lacks a column, has another number of rows, or another episode at a row.
+            EncodingError: a malformed event, with ``on_error="raise"``.
+        """
+        segments = self.segments(index)
+        missing = [c for c in ("episode_path", "timestamp_ns") if c not in events.column_names]
+        if missing or len(events) != len(self.dataset):
+            raise DatasetError(
+                f"FSLDataset.decode needs the Event Dataset split that was tokenized (columns episode_path and "
+                f"timestamp_ns, {len(self.dataset)} rows); got {len(events)} rows with columns {events.column_names}"
+            )
+        rows = [segment_rows.start for _, segment_rows in segments]
+        firsts = events.select_columns(["episode_path", "timestamp_ns"]).select(rows).to_dict()
+        decoded: list[tuple[str, DecodedEvents]] = []
+        token_offsets = self.plan.token_offsets
+        for (path, segment_rows), event_path, start_ns in zip(
+            segments, firsts["episode_path"], firsts["timestamp_ns"], strict=True
+        ):
+            if event_path != path:
+                raise DatasetError(
+                    f"events row {segment_rows.start} is of episode {event_path!r}, the tokenized row of {path!r}; "
+                    "pass the Event Dataset split that was tokenized, in the same order",
+                    path=path,
+                    row=segment_rows.start,
+                )
+            start, stop = int(token_offsets[segment_rows.start]), int(token_offsets[segment_rows.stop])
+            token_ids = np.empty(stop - start, dtype=np.int64)
+            self._tokens.copy_into(start, stop, token_ids)
+            refs = self._images.slice_list(
+                int(self._image_offsets[segment_rows.start]), int(self._image_offsets[segment_rows.stop])
+            )
+            messages = episode_tokenizer.decode(
+                token_ids,
+                start_timestamp_ns=int(start_ns),
+                images=[deserialize_screen(ref) for ref in refs],
+                on_error=on_error,
+            )
+            decoded.append((path, messages))
+        return decoded
 
     # ------------------------------------------------------------------------------------------------------------
     # Reading samples

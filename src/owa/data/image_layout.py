@@ -32,9 +32,14 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from owa.data.errors import OWADataError
+from owa.data.errors import ImageLayoutError
 
-__all__ = ["PRESETS", "ImageLayout", "ImageLayoutError", "image_layout"]
+__all__ = [
+    "PRESETS",
+    "ImageLayout",
+    "ImageLayoutError",  # re-exported from owa.data.errors, where it lives
+    "image_layout",
+]
 
 PresetName = Literal["default", "smolvlm", "internvl", "qwen2_vl"]
 
@@ -48,10 +53,6 @@ _IDEFICS3 = ("Idefics3Processor", "SmolVLMProcessor")
 _INTERNVL = ("InternVLProcessor",)
 _QWEN2_VL = ("Qwen2VLProcessor", "Qwen2_5_VLProcessor")
 _SUPPORTED_PROCESSORS = (*_IDEFICS3, *_INTERNVL, *_QWEN2_VL)
-
-
-class ImageLayoutError(OWADataError, ValueError):
-    """An image layout is invalid, or does not fit a tokenizer or processor."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -235,6 +236,14 @@ class ImageLayout:
     def tokens(self) -> list[str]:
         """The tokens of one frame, in order: prefix tokens, ``count`` times ``token``, suffix tokens."""
         return [*_PIECE.findall(self.prefix), *[self.token] * self.count, *_PIECE.findall(self.suffix)]
+
+    def prefix_tokens(self) -> list[str]:
+        """The tokens of ``prefix``, in order (``[]`` when it is empty)."""
+        return _PIECE.findall(self.prefix)
+
+    def suffix_tokens(self) -> list[str]:
+        """The tokens of ``suffix``, in order (``[]`` when it is empty)."""
+        return _PIECE.findall(self.suffix)
 
     def text(self) -> str:
         """The text of one frame: ``prefix + token * count + suffix``."""

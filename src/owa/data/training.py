@@ -9,7 +9,7 @@ Example::
 
     sampler = DistributedFSLSampler(len(fsl), seed=0)  # rank and world size from torch.distributed
     loader = DataLoader(fsl, batch_size=8, sampler=sampler, num_workers=2,
-                        collate_fn=FSLCollator(image_token_id=event_tokenizer.image_token_id))
+                        collate_fn=FSLCollator(image_token_ids=event_tokenizer.image_token_ids))
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         for batch in loader:
@@ -33,16 +33,21 @@ IGNORE_INDEX = -100
 
 
 def collate_fsl(
-    samples: Sequence[dict[str, Any]], *, image_token_id: int | None = None, ignore_index: int = IGNORE_INDEX
+    samples: Sequence[dict[str, Any]],
+    *,
+    image_token_id: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    image_token_ids: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Stack FSLDataset samples into a batch of tensors.
 
     Returns:
         ``input_ids``, ``attention_mask`` and ``labels`` as ``int64`` tensors ``[batch, max_sequence_length]``;
         ``labels`` equals ``input_ids`` except ``ignore_index`` on padding (``attention_mask == 0``) and on image
-        tokens (``image_token_id``). ``total_token_count`` as an ``int64`` tensor ``[batch]``; ``position_ids``
-        (stacked) and ``segment_offsets`` (a list of tensors) when the samples have them; ``images`` as a list
-        (per sample) of lists of images, untouched.
+        tokens (``image_token_id`` and every id of ``image_token_ids``: ``EpisodeTokenizer.image_token_ids``, the
+        prefix, slot and suffix tokens of the image layout). ``total_token_count`` as an ``int64`` tensor
+        ``[batch]``; ``position_ids`` (stacked) and ``segment_offsets`` (a list of tensors) when the samples have
+        them; ``images`` as a list (per sample) of lists of images, untouched.
 
     Raises:
         ValueError: an empty batch, or samples of different lengths.
@@ -58,8 +63,9 @@ def collate_fsl(
     attention_mask = torch.from_numpy(np.stack([np.asarray(s["attention_mask"], dtype=np.int64) for s in samples]))
     labels = input_ids.clone()
     labels[attention_mask == 0] = ignore_index
-    if image_token_id is not None:
-        labels[input_ids == image_token_id] = ignore_index
+    masked = {int(i) for i in image_token_ids} | ({image_token_id} if image_token_id is not None else set())
+    if masked:
+        labels[torch.isin(input_ids, torch.tensor(sorted(masked), dtype=torch.int64))] = ignore_index
     batch: dict[str, Any] = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -82,15 +88,23 @@ class FSLCollator:
 
     Attributes:
         image_token_id: the image token's id (``EpisodeTokenizer.image_token_id``); its positions get
-            ``ignore_index`` labels. ``None`` masks only padding.
+            ``ignore_index`` labels. ``None`` masks only padding (and ``image_token_ids``).
         ignore_index: the label for positions not to train on.
+        image_token_ids: more ids whose positions get ``ignore_index`` labels: ``EpisodeTokenizer.image_token_ids``,
+            every token of a frame (the layout's prefix, slot and suffix tokens).
     """
 
     image_token_id: int | None = None
     ignore_index: int = IGNORE_INDEX
+    image_token_ids: tuple[int, ...] = ()
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return collate_fsl(samples, image_token_id=self.image_token_id, ignore_index=self.ignore_index)
+        return collate_fsl(
+            samples,
+            image_token_id=self.image_token_id,
+            ignore_index=self.ignore_index,
+            image_token_ids=self.image_token_ids,
+        )
 
 
 class DistributedFSLSampler:

@@ -33,6 +33,7 @@ __all__ = [
     "create_encoder",
     "encoder_class",
     "register_encoder",
+    "token_words",
 ]
 
 logger = logging.getLogger(__name__)
@@ -254,6 +255,17 @@ class EventEncoder(abc.ABC):
     def get_vocab(self) -> set[str]:
         """Every special token :meth:`encode` can emit (tokenizers add these as single tokens)."""
 
+    def token_descriptions(self) -> dict[str, str]:
+        """Each token of :meth:`get_vocab` in a few plain words: ``"<KEYBOARD>"`` -> ``"keyboard"``.
+
+        ``EpisodeTokenizer.prepare_model(init="semantic")`` starts a new token's embedding at the mean embedding
+        of these words. This default reads the words off the token's text (:func:`token_words`) and calls the
+        image token ``"image"``; an encoder overrides it where a token means more than its text says.
+        """
+        descriptions = {token: token_words(token) for token in self.get_vocab()}
+        descriptions[self.config.image_token] = "image"
+        return descriptions
+
     # ------------------------------------------------------------------------------------------ helpers
 
     def _unwrap(self, text: str) -> str:
@@ -336,6 +348,17 @@ def create_encoder(encoder_type: str, **config: Any) -> EventEncoder:
             f"Supported keywords are {', '.join(sorted(allowed))}"
         )
     return cls(cls.config_class(**config))
+
+
+def token_words(token: str) -> str:
+    """The words a token's text spells: ``"<EVENT_START>"`` -> ``"event start"``, ``"<|image_pad|>"`` -> ``"image
+    pad"``.
+
+    Angle brackets and bars are dropped, underscores and hyphens become spaces, letters are lower-cased; a token
+    with no word characters is returned as it is.
+    """
+    words = " ".join(token.strip("<>|").replace("_", " ").replace("-", " ").lower().split())
+    return words or token
 
 
 def _snippet(text: bytes | str, limit: int = 160) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from owa.data.encoders.base import EVENT_END, EVENT_START, EncoderConfig, EventEncoder, _snippet, register_encoder
+from owa.data.encoders.vk_names import vk_name
 from owa.data.errors import EncodingError
 from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured
 
@@ -54,6 +55,15 @@ MAX_VK = 255
 
 _BUTTONS = ("left", "right", "middle", "unknown")
 _EXTRA_BUTTONS = ("x1", "x2")  # real mice's side buttons: extend the vocabulary
+_BUTTON_WORDS = {  # X1 and X2 are the side buttons that browsers map to back and forward
+    "left": "left mouse button",
+    "right": "right mouse button",
+    "middle": "middle mouse button",
+    "unknown": "unknown mouse button",
+    "x1": "back mouse button",
+    "x2": "forward mouse button",
+}
+_DIGIT_MAX = 15  # number tokens up to here are digits (time, mouse position, scroll); above, only key codes
 
 # Precomputed token strings: the hot path only indexes tables and concatenates.
 _TIME_TEXT = tuple(
@@ -120,6 +130,24 @@ class HierarchicalEncoder(EventEncoder):
     def get_vocab(self) -> set[str]:
         """The seed vocabulary, the image token and ``<x1>``/``<x2>`` (side mouse buttons)."""
         return set(self._vocab)
+
+    def token_descriptions(self) -> dict[str, str]:
+        """Each token in plain words, by what it means in this format.
+
+        A number token ``<n>`` is shared by every role a number plays: ``<0>``..``<15>`` are time digits, mouse
+        position digits (base 16) and scroll amounts, and also key codes 0-15 (mostly mouse buttons, backspace,
+        tab and enter), so they are described as the number (``"13"``); ``<16>``..``<255>`` occur only as key
+        codes, so they are the key's name (``<65>`` -> ``"A"``, ``<160>`` -> ``"left shift"``; the number where
+        Windows assigns no key); ``<-10>``..``<-1>`` are scroll amounts (``"-3"``). Button tokens name the mouse
+        button (``<x1>`` -> ``"back mouse button"``); the rest read as their text (``<KEYBOARD>`` -> ``"keyboard"``).
+        """
+        descriptions = super().token_descriptions()
+        for value in range(SCROLL_MIN, MAX_VK + 1):
+            words = str(value) if value <= _DIGIT_MAX else vk_name(value) or str(value)
+            descriptions[f"<{value}>"] = words
+        for button, words in _BUTTON_WORDS.items():
+            descriptions[f"<{button}>"] = words
+        return descriptions
 
     # ------------------------------------------------------------------------------------------ encode
 
