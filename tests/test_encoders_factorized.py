@@ -365,8 +365,7 @@ def test_unwrap_across_a_10_s_boundary_from_a_known_start(fact: FactorizedEncode
     decoded = [fact.decode(fact.encode(keyboard(timestamp_ns=t))[0]).timestamp for t in times]
     assert decoded == [7_500_000_000, 9_990_000_000, 10_000_000, 9_010_000_000, 9_500_000_000]
     assert fact.unwrap_timestamps(decoded, start) == [t - t % CELL_NS for t in times]
-    # Starting from 0 and adding 10 s at every decrease (upstream's rule) would be off by the start and miss the
-    # wrap hidden in the 9 s pause (0.01 s -> 9.01 s is an increase). A gap of 10 s or more between two
+    # Starting from 0 (upstream's decoder) would be off by the sample's start. A gap of 10 s or more between two
     # consecutive events cannot be recovered from times modulo 10 s: a new segment needs its own start.
     far = [start, start + 10_000_000_000]
     assert fact.unwrap_timestamps([t % PERIOD_NS for t in far], start) == [start, start]
@@ -427,3 +426,43 @@ def test_episode_tokenizer_end_to_end_on_a_synthetic_raw_mouse_recording(tmp_pat
             assert orjson.loads(message.message) == before
     assert event_tokenizer.encoder.stats.coordinates_clamped == clamped
     assert {0x0, 0x1, 0x2} <= flags_seen and flags_seen & {0x400, 0x800}  # motion, a click and a wheel
+
+
+# ------------------------------------------------------------------------------------------------- docs
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "encoders.md"
+DOC_SCREEN = b'{"utc_ns":1750427723476384500,"shape":[1920,1080],"media_ref":{"uri":"ep.mkv","pts_ns":50000000}}'
+
+
+def absolute(event_type: str, **fields: object) -> McapMessage:
+    payload = {"event_type": event_type, "x": 852, "y": 613, **fields}  # the json encoder keeps the field order
+    return McapMessage(topic="mouse", timestamp=T0, message=orjson.dumps(payload), message_type="desktop/MouseEvent")
+
+
+DOC_EVENTS = {
+    "key press (vk 65)": keyboard("press", 65, T0),
+    "mouse move (852, 613)": absolute("move"),
+    "mouse click (left press)": absolute("click", button="left", pressed=True),
+    "mouse scroll (dy -1)": absolute("scroll", dx=0, dy=-1),
+    "raw mouse": raw(last_x=12, last_y=-5),
+    "mouse (move, click, scroll)": absolute("move"),
+    "raw motion (12, -5)": raw(last_x=12, last_y=-5, us_flags=0, button_flags=0, button_data=0),
+    "raw left button down": raw(last_x=0, last_y=0, us_flags=0, button_flags=1, button_data=0),
+    "raw wheel (one notch down)": raw(last_x=0, last_y=0, us_flags=0, button_flags=0x400, button_data=-120),
+    "screen": McapMessage(topic="screen", timestamp=T0, message=DOC_SCREEN, message_type="desktop/ScreenCaptured"),
+}
+
+
+def test_docs_example_table_is_what_the_encoders_write() -> None:
+    section = DOCS.read_text().split("## One event of each type, in each encoder", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| ([^|]+?) \| (.+) \|$", section, re.M)
+    rows = [row for row in rows if row[0] != "encoder"]
+    assert {encoder for encoder, _, _ in rows} == set(available_encoders())
+    assert len(rows) == 18
+    for encoder_type, event, cell in rows:
+        encoder = create_encoder(encoder_type)
+        if cell == "—":
+            with pytest.raises(EncodingError, match="cannot encode topic"):
+                encoder.encode(DOC_EVENTS[event])
+        else:
+            assert cell == f"`{encoder.encode(DOC_EVENTS[event])[0]}`", (encoder_type, event)
