@@ -22,10 +22,16 @@ from owa.data.encoders.base import (
 from owa.data.encoders.hierarchical import HierarchicalConfig, HierarchicalEncoder, unwrap_timestamps
 from owa.data.encoders.json import JsonConfig, JsonEncoder
 
+# isort: off
+from owa.data.encoders.factorized import FactorizedConfig, FactorizedEncoder  # after json: registration order
+# isort: on
+
 __all__ = [
     "EncoderConfig",
     "EncoderStats",
     "EventEncoder",
+    "FactorizedConfig",
+    "FactorizedEncoder",
     "HierarchicalConfig",
     "HierarchicalEncoder",
     "JsonConfig",

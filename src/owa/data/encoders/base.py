@@ -12,7 +12,7 @@ import abc
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 EVENT_START = "<EVENT_START>"
 EVENT_END = "<EVENT_END>"
 
-# topic -> the (current, normalized) message type an encoder accepts on it. Stage 1 normalizes every
-# recorder version to these names, so older schema names never reach an encoder.
+# topic -> the (current, normalized) message type an encoder accepts on it (an encoder's default
+# ``supported_topics``). Stage 1 normalizes every recorder version to these names, so older schema names never
+# reach an encoder.
 SUPPORTED_TOPICS: dict[str, str] = {
     "keyboard": KeyboardEvent.message_type,
     "mouse": MouseEvent.message_type,
@@ -79,10 +80,12 @@ class EncoderStats(Counters):
 
     Attributes:
         coordinates_clamped: mouse coordinates (each ``x`` or ``y`` value) outside ``[0, screen size]``
-            (off the configured screen, e.g. on another monitor), encoded at the nearest edge.
+            (off the configured screen, e.g. on another monitor), encoded at the nearest edge; for the
+            factorized encoder, raw motion values (``last_x`` or ``last_y``) beyond ±1999, clamped to it.
         coordinates_saturated: mouse coordinates equal to the screen size (a normalized value of exactly
             1.0), encoded in the last cell.
-        scrolls_clamped: scroll events with ``dx`` or ``dy`` beyond the format's range, clamped to it.
+        scrolls_clamped: scroll events with ``dx`` or ``dy`` beyond the format's range, clamped to it (for the
+            factorized encoder: raw wheel deltas beyond ±9 notches).
     """
 
     TRACKS_ERRORS = False
@@ -98,7 +101,8 @@ ConfigT = TypeVar("ConfigT", bound=EncoderConfig)
 class EventEncoder(abc.ABC):
     """Base of every event encoder.
 
-    Subclasses set ``name`` and ``config_class`` and implement :meth:`_encode_event`, :meth:`decode` and
+    Subclasses set ``name`` and ``config_class`` (and ``supported_topics`` when they take other topics than
+    :data:`SUPPORTED_TOPICS`) and implement :meth:`_encode_event`, :meth:`decode` and
     :meth:`get_vocab`. :meth:`encode` and :meth:`encode_serialized` are shared: they check the topic and
     message type, parse the payload with orjson (no pydantic on the keyboard/mouse path) and hand the
     plain dict to the subclass.
@@ -106,6 +110,7 @@ class EventEncoder(abc.ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[EncoderConfig]] = EncoderConfig
+    supported_topics: ClassVar[Mapping[str, str]] = SUPPORTED_TOPICS  # topic -> the message type taken on it
 
     def __init__(self, config: EncoderConfig | None = None) -> None:
         if config is None:
@@ -129,7 +134,8 @@ class EventEncoder(abc.ABC):
             (one for a screen event, none otherwise), in order.
 
         Raises:
-            EncodingError: unsupported topic (window, state, raw mouse...), a message type that does not
+            EncodingError: a topic outside :attr:`supported_topics` (window, state, ``mouse/raw`` or ``mouse``
+                depending on the encoder...), a message type that does not
                 belong to the topic, an invalid payload, or a value the format cannot hold (see the
                 encoder's docs); the error names the topic and timestamp.
         """
@@ -174,11 +180,11 @@ class EventEncoder(abc.ABC):
     def _encode_parts(
         self, topic: str, timestamp_ns: int, message_type: str, payload: bytes | str, source_path: str | None
     ) -> tuple[str, list[ScreenCaptured]]:
-        expected = SUPPORTED_TOPICS.get(topic)
+        expected = self.supported_topics.get(topic)
         if expected is None:
             raise EncodingError(
                 f"The {self.name} encoder cannot encode topic {topic!r}. Supported topics: "
-                f"{', '.join(SUPPORTED_TOPICS)}; drop other topics before encoding",
+                f"{', '.join(self.supported_topics)}; drop other topics before encoding",
                 path=source_path,
                 topic=topic,
                 timestamp_ns=timestamp_ns,
@@ -311,8 +317,9 @@ def register_encoder(name: str) -> Callable[[EncoderT], EncoderT]:
 
 
 def available_encoders() -> list[str]:
-    """Names :func:`create_encoder` accepts, sorted."""
-    return sorted(_REGISTRY)
+    """Names :func:`create_encoder` accepts, in registration order (the built-in ones first: hierarchical, json,
+    factorized)."""
+    return list(_REGISTRY)
 
 
 def encoder_class(encoder_type: str) -> type[EventEncoder]:
@@ -331,7 +338,7 @@ def encoder_class(encoder_type: str) -> type[EventEncoder]:
 
 
 def create_encoder(encoder_type: str, **config: Any) -> EventEncoder:
-    """Build the encoder registered as ``encoder_type`` ("hierarchical" or "json") from config keywords.
+    """Build the encoder registered as ``encoder_type`` ("hierarchical", "json" or "factorized") from config keywords.
 
     The keywords are the fields of that encoder's config dataclass, e.g.
     ``create_encoder("hierarchical", image_token="<image>", screen_size=(2560, 1440))``.
