@@ -338,11 +338,17 @@ class PyAVDecoder:
         self._pending: collections.deque[tuple[av.VideoFrame, bool]] = collections.deque()
         self._last: av.VideoFrame | None = None  # the frame output last
         self._position: int | None = None  # index position of _last, None when unknown
-        # Damage tracking since the last seek. A frame is trusted only if the codec got every packet
-        # from its keyframe on without an error: after a decode error or a frame flagged corrupt, frames
-        # are untrusted until a keyframe fed after the damage (pts above _damage_pts) comes out.
-        self._fed_pts: int | None = None  # highest pts fed to the codec since the seek
-        self._damage_pts: int | None = None  # None: no damage since the last keyframe
+        # A frame is trusted only if the codec got every packet from its keyframe on without an error.
+        # Damaged data (a decode error, a frame flagged corrupt, a packet the index marks damaged) can
+        # also leave wrong state in the codec that outlives a flush (e.g. garbage parsed as a parameter
+        # set), so after it nothing is trusted until the next seek, which reopens the video; except
+        # frames whose packets went in before a packet known to be damaged (the codec's delay still
+        # holds them), which decoded from intact data.
+        self._threads = threads
+        self._damaged_ticks = frozenset(self.index.pts[self.index.damaged_positions].tolist())
+        self._polluted = False
+        self._in_flight: set[int] = set()  # pts of packets fed whose frames have not come out yet
+        self._clean_in_flight: frozenset[int] = frozenset()  # those fed before the damage
         #: Counters for tests and benchmarks: seeks done and frames that came out of the codec.
         self.seek_count = 0
         self.frames_decoded = 0
@@ -392,10 +398,15 @@ class PyAVDecoder:
             return self._last
         target = self._pts[position]
         keyframe = self._keyframe_before(position)
-        current = self._position if self._packets is not None else None
+        current = self._position if self._packets is not None and not self._polluted else None
         seek_to = plan_seeks(current, [position], [keyframe], self._seek_gap_frames)[0]
         if seek_to is None:
-            frame = self._advance(target)
+            try:
+                frame = self._advance(target)
+            except FrameDecodeError:
+                if not self._polluted:
+                    raise
+                frame = None  # damage met on the way; decode the target again from its keyframe
             if isinstance(frame, av.VideoFrame):
                 return frame
             seek_to = keyframe
@@ -474,41 +485,36 @@ class PyAVDecoder:
         if self._packets is None:
             return None
         codec = self._stream.codec_context
+        in_flight = self._in_flight
         for packet in self._packets:
-            if packet.pts is not None and (self._fed_pts is None or packet.pts > self._fed_pts):
-                self._fed_pts = packet.pts
+            if packet.pts is not None:
+                if self._damaged_ticks and packet.pts in self._damaged_ticks and not self._polluted:
+                    self._polluted = True
+                    self._clean_in_flight = frozenset(in_flight)
+                if len(in_flight) > 1024:  # frames the codec dropped; forgetting them only trusts less
+                    in_flight.clear()
+                in_flight.add(packet.pts)
             try:
                 frames = codec.decode(packet)
             except av.error.InvalidDataError:
-                # Corrupt data: what the codec outputs from here to the next keyframe may be concealed garbage.
-                self._mark_damage()
+                # Not attributable to one packet (frame threads report errors late): trust nothing in flight.
+                self._polluted, self._clean_in_flight = True, frozenset()
                 continue
             if frames:
                 self.frames_decoded += len(frames)
-                self._pending.extend((frame, self._trust(frame)) for frame in frames)
+                for frame in frames:
+                    in_flight.discard(frame.pts)
+                    if frame.is_corrupt:  # FFmpeg concealed errors in it, or it references a missing picture
+                        self._polluted, self._clean_in_flight = True, frozenset()
+                    trusted = not self._polluted or frame.pts in self._clean_in_flight
+                    self._pending.append((frame, trusted))
                 return self._pending.popleft()
         self._packets = None  # end of stream; the decoder is drained and needs a seek to go on
         return None
 
-    def _mark_damage(self) -> None:
-        fed = self._fed_pts if self._fed_pts is not None else -1
-        self._damage_pts = fed if self._damage_pts is None else max(self._damage_pts, fed)
-
-    def _trust(self, frame: av.VideoFrame) -> bool:
-        """Whether ``frame`` (in output order) decoded from intact data; updates the damage state. O(1)."""
-        if frame.is_corrupt:  # FFmpeg concealed errors in it, or it references a missing picture
-            self._mark_damage()
-            return False
-        if self._damage_pts is None:
-            return True
-        # A keyframe fed after the damage starts a clean chain; frames before it in decode order
-        # have smaller pts (and frames out before it may still depend on the damage).
-        if frame.key_frame and frame.pts is not None and frame.pts > self._damage_pts:
-            self._damage_pts = None
-            return True
-        return False
-
     def _seek(self, key_position: int) -> None:
+        if self._polluted:
+            self._reopen()
         self._container.seek(self._pts[key_position], stream=self._stream, backward=True, any_frame=False)
         self.seek_count += 1
         self._stream.codec_context.flush_buffers()
@@ -516,8 +522,18 @@ class PyAVDecoder:
         self._pending.clear()
         self._last = None
         self._position = None
-        self._fed_pts = None
-        self._damage_pts = None
+        self._in_flight.clear()
+        self._clean_in_flight = frozenset()
+
+    def _reopen(self) -> None:
+        """Open the video afresh: a new codec, free of whatever damaged data left in the old one."""
+        self._container.close()
+        self._container = open_container(self.location)
+        self._stream = _video_stream(self._container, self.location)
+        self._stream.thread_type = "AUTO"
+        self._stream.thread_count = self._threads
+        self._packets = None
+        self._polluted = False
 
     def _set_last(self, frame: av.VideoFrame) -> None:
         self._last = frame
