@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from frame_videos import MS, PTS_MS, VIDEO_KINDS, Video, encoded_videos
+from frame_videos import KEYINT, MS, PTS_MS, VIDEO_KINDS, Video, decode_reference, encoded_videos
 from owa.data.errors import FrameDecodeError, FrameOutOfRangeError
-from owa.data.frames import DecodeStats, FrameEngine
-from owa.data.frames import _matroska
+from owa.data.frames import DecodeStats, FrameEngine, _matroska
 from owa.data.frames.index import VideoIndex
+from owa.data.recordings.synthetic import render_frame_marker
 
 
 def _cut(fraction: float) -> Callable[[bytes], bytes]:
@@ -145,6 +146,53 @@ def test_nothing_after_the_last_frame_of_a_cut_video(videos: dict[str, Video], t
             engine.close()
 
 
+def _encode_textured(path: Path, b_frames: int) -> None:
+    """H.264 with noise texture: packets of kilobytes, so 1 KB overwritten lands inside their data."""
+    import av
+
+    width, height = 320, 192
+    base = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    params = f"keyint=1000:min-keyint=1:scenecut=0:bframes={b_frames}"
+    with av.open(str(path), mode="w", format="matroska") as container:
+        options = {"preset": "ultrafast", "forced-idr": "1", "x264-params": params}
+        stream = container.add_stream("libx264", options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        stream.codec_context.thread_count = 1
+        for i, t in enumerate(PTS_MS):
+            rgb = np.roll(base, 3 * i, axis=1)
+            render_frame_marker(rgb, i)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            frame.pict_type = av.video.frame.PictureType.I if i % KEYINT == 0 else av.video.frame.PictureType.NONE
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("b_frames", [0, 2])
+def test_corrupt_packet_data_is_caught_by_the_decoder(b_frames: int, tmp_path: Path) -> None:
+    # The container stays intact (the demuxer sees every packet); only the decoder can tell.
+    clean = tmp_path / "clean.mkv"
+    _encode_textured(clean, b_frames)
+    pts, frames = decode_reference(clean)
+    assert pts == PTS_MS
+    data = clean.read_bytes()
+    video = Video(clean, PTS_MS, frames, has_b_frames=b_frames > 0)
+    for n in range(5):
+        offset = len(data) * (2 + n) // 8
+        path = tmp_path / f"corrupt{n}.mkv"
+        path.write_bytes(data[:offset] + random.Random(n).randbytes(1024) + data[offset + 1024 :])
+        for threads in (0, 1):
+            engine = FrameEngine(backend="pyav", threads=threads)
+            try:
+                stats = DecodeStats()
+                results = engine.decode(_requests(path), on_error="skip", stats=stats)
+                decoded = _check_skipped_batch(video, results, list(range(len(PTS_MS))), stats)
+                assert 0 < decoded < len(PTS_MS)  # the damaged GOP is lost, the others decode
+            finally:
+                engine.close()
+
+
 def _out_of_range(engine: FrameEngine, path: Path, pts_ns: int) -> FrameOutOfRangeError:
     with pytest.raises(FrameOutOfRangeError) as info:
         engine.decode([(str(path), pts_ns)])
@@ -173,8 +221,6 @@ def test_damage_is_logged_and_clean_videos_are_not_flagged(
 
 
 def test_played_at_refuses_damaged_positions_and_past_an_incomplete_end() -> None:
-    from fractions import Fraction
-
     index = VideoIndex(
         location="v.mkv",
         time_base=Fraction(1, 1000),
@@ -193,9 +239,9 @@ def test_played_at_refuses_damaged_positions_and_past_an_incomplete_end() -> Non
 
 
 def test_matroska_tail_check(videos: dict[str, Video], tmp_path: Path) -> None:
-    data = videos["hevc"].path.read_bytes()
     import av
 
+    data = videos["hevc"].path.read_bytes()
     with av.open(str(videos["hevc"].path)) as container:
         last = [packet for packet in container.demux() if packet.size][-1]
     assert _matroska.tail_is_intact(str(videos["hevc"].path), last.pos, last.size)

@@ -283,6 +283,16 @@ def _h264_slice_type(nal: bytes) -> int:
     return read_ue()
 
 
+def _configure_codec(stream: av.video.stream.VideoStream, threads: int) -> None:
+    """Set decoding options; they apply when the codec opens, on the first decode."""
+    # Frame threading pays off for forward decoding.
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads
+    # Report damaged data as a decode error when it is found, instead of concealing it: a B-frame shown
+    # before the damaged picture it references would otherwise come out before any frame is flagged.
+    stream.codec_context.options = {**stream.codec_context.options, "err_detect": "explode"}
+
+
 def read_index(location: str) -> VideoIndex:
     """Open ``location``, index its first video stream and close it. Raises as :func:`open_container`."""
     container = open_container(location)
@@ -319,9 +329,7 @@ class PyAVDecoder:
         self._container = open_container(location)
         try:
             self._stream = _video_stream(self._container, location)
-            # Frame threading pays off for forward decoding; set before the codec opens on first decode.
-            self._stream.thread_type = "AUTO"
-            self._stream.thread_count = threads
+            _configure_codec(self._stream, threads)
             self.index = index if index is not None else build_index(self._container, self._stream, location)
         except BaseException:
             self._container.close()
@@ -530,8 +538,7 @@ class PyAVDecoder:
         self._container.close()
         self._container = open_container(self.location)
         self._stream = _video_stream(self._container, self.location)
-        self._stream.thread_type = "AUTO"
-        self._stream.thread_count = self._threads
+        _configure_codec(self._stream, self._threads)
         self._packets = None
         self._polluted = False
 
