@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import bisect
 import collections
+import errno
 import logging
+import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -21,6 +24,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
+from owa.data.frames import _matroska
 from owa.data.frames.backend import DecoderClosedError
 from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, VideoIndex, plan_seeks, ticks_to_ns
 
@@ -44,6 +48,9 @@ def open_container(location: str) -> av.container.InputContainer:
     try:
         return av.open(location, mode="r")
     except (OSError, av.error.HTTPError) as e:
+        if isinstance(e, av.error.FFmpegError) and e.errno == errno.EIO and os.path.isfile(location):
+            # FFmpeg's demuxers report some damaged files (e.g. a Matroska file cut short) as I/O errors.
+            raise FrameDecodeError(f"Video cannot be opened, it is damaged: {e}", path=location) from e
         raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
     except av.error.FFmpegError as e:
         raise FrameDecodeError(f"Video cannot be opened as a media container: {e}", path=location) from e
@@ -61,18 +68,38 @@ def build_index(
     """Read every packet of ``stream`` (without decoding) into a :class:`VideoIndex`.
 
     Leaves the container at the end of the file. A read error after some packets keeps the frames
-    before it (a recording cut short by a crash) and logs a warning.
+    before it (a recording cut short by a crash) and logs a warning. The index lists only the packets
+    actually present, and marks where data is missing (see :class:`VideoIndex`): in a local Matroska
+    file, bytes the demuxer skipped between packets, or a tail cut short or overwritten
+    (:mod:`owa.data.frames._matroska`); in any file, a read error or a packet flagged corrupt. The
+    header's duration extends the stream's end only when the end is intact.
 
     Raises:
         FrameDecodeError: no packet could be read, or the stream has no timestamps.
     """
     pts_list: list[int] = []
+    dts_list: list[int | None] = []
     key_list: list[bool] = []
+    # Decode-order spans of packets whose data may be missing or damaged: (first damaged, first after).
+    damage: list[tuple[int, int]] = []
     last_end = None
     check_keyframe = _keyframe_checker(stream)
     demoted = 0
+    # Byte-level checks need the packets of every stream, in file order, and the file itself.
+    check_bytes = _matroska.is_matroska(container.format.name) and os.path.isfile(location)
+    complete = True
+    previous_end: int | None = None
+    last_in_file: tuple[int, int, bool] | None = None  # pos, size, whether it is a video packet
     try:
-        for packet in container.demux(stream):
+        for packet in container.demux() if check_bytes else container.demux(stream):
+            if check_bytes and packet.size and packet.pos is not None and packet.pos >= 0:
+                if previous_end is not None and _matroska.is_packet_gap(previous_end, packet.pos):
+                    # Data lost before this packet; the packet before it may end in the damage.
+                    damage.append((max(0, len(pts_list) - 1), len(pts_list)))
+                previous_end = max(previous_end or 0, packet.pos + packet.size)
+                last_in_file = (packet.pos, packet.size, packet.stream_index == stream.index)
+            if packet.stream_index != stream.index:
+                continue
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:  # the empty packet that flushes the decoder at the end
                 continue
@@ -80,7 +107,10 @@ def build_index(
             if is_key and check_keyframe is not None and check_keyframe(bytes(packet)) is False:
                 is_key = False
                 demoted += 1
+            if packet.is_corrupt:
+                damage.append((len(pts_list), len(pts_list) + 1))
             pts_list.append(ts)
+            dts_list.append(packet.dts)
             key_list.append(is_key)
             end = ts + (packet.duration or 0)
             if last_end is None or end > last_end:
@@ -89,26 +119,44 @@ def build_index(
         if not pts_list:
             raise FrameDecodeError(f"Video packets cannot be read: {e}", path=location) from e
         logger.warning("Reading packets of %s stopped after %d frames: %s", location, len(pts_list), e)
+        complete = False
     if not pts_list:
         raise FrameDecodeError("Video stream has no frames with timestamps", path=location)
+    if check_bytes and last_in_file is not None and not _matroska.tail_is_intact(location, *last_in_file[:2]):
+        complete = False
+        if last_in_file[2]:  # the damage may begin inside the last video packet's data
+            damage.append((len(pts_list) - 1, len(pts_list)))
+    if not complete or damage:
+        logger.warning(
+            "%s is damaged: %s; frames in the damaged parts raise FrameDecodeError",
+            location,
+            "its end is cut short or overwritten" if not complete else f"{len(damage)} damaged spans",
+        )
     if demoted:
         logger.debug("%s: %d packets flagged as keyframes are not random-access points", location, demoted)
     time_base = stream.time_base
     if time_base is None:
         raise FrameDecodeError("Video stream has no time base", path=location)
+    damaged_ticks = _damaged_ticks(pts_list, dts_list, key_list, damage)
     pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=bool)
     order = np.argsort(pts, kind="stable")
     pts, keys = pts[order], keys[order]
     unique_pts, first = np.unique(pts, return_index=True)
     unique_keys = np.logical_or.reduceat(keys, first)
+    damaged = np.zeros(len(unique_pts), dtype=bool)
+    for earliest, stop in damaged_ticks:
+        # From the frame on screen at the earliest time a lost or damaged frame can have.
+        start = max(0, int(np.searchsorted(unique_pts, earliest, side="right")) - 1)
+        damaged[start : np.searchsorted(unique_pts, stop)] = True
     index_end_ticks = int(last_end if last_end is not None else unique_pts[-1])
     end_ns = ticks_to_ns(index_end_ticks, time_base)
-    if container.duration is not None and container.duration > 0:  # microseconds, from time zero
-        end_ns = max(end_ns, container.duration * 1000)
-    if stream.duration is not None and stream.duration > 0:
-        start = stream.start_time or 0
-        end_ns = max(end_ns, ticks_to_ns(start + stream.duration, time_base))
+    if complete:  # a header's duration says how long the last frame stays on screen, unless the end is lost
+        if container.duration is not None and container.duration > 0:  # microseconds, from time zero
+            end_ns = max(end_ns, container.duration * 1000)
+        if stream.duration is not None and stream.duration > 0:
+            start = stream.start_time or 0
+            end_ns = max(end_ns, ticks_to_ns(start + stream.duration, time_base))
     return VideoIndex(
         location=location,
         time_base=time_base,
@@ -116,7 +164,34 @@ def build_index(
         keyframe_positions=np.flatnonzero(unique_keys),
         end_ns=int(end_ns),
         stream_index=stream.index,
+        damaged_positions=np.flatnonzero(damaged),
+        complete=complete,
     )
+
+
+def _damaged_ticks(
+    pts: list[int], dts: list[int | None], keys: list[bool], damage: list[tuple[int, int]]
+) -> list[tuple[int, float]]:
+    """The pts ranges (ticks) that damaged or missing packets can affect: ``(earliest, stop)`` each.
+
+    ``damage`` holds decode-order spans ``(first, after)``: packets ``first .. after - 1`` may be damaged,
+    or packets are missing just before ``after``. A frame decoded from packet ``first`` on has a pts of
+    at least that packet's dts (or, without one, its keyframe's pts), the ``earliest``; frames that
+    depend on the damage end at the first keyframe at or after ``after`` (``stop``, excluded; infinity
+    past the last keyframe). The frame on screen at ``earliest`` is affected too: a lost frame may
+    have replaced it.
+    """
+    spans: list[tuple[int, float]] = []
+    key_indices = [i for i, key in enumerate(keys) if key]
+    for first, after in damage:
+        earliest = dts[first]
+        if earliest is None:
+            k = bisect.bisect_right(key_indices, first) - 1
+            earliest = pts[key_indices[k]] if k >= 0 else min(pts)
+        k = bisect.bisect_left(key_indices, after)
+        stop = pts[key_indices[k]] if k < len(key_indices) else math.inf
+        spans.append((min(earliest, pts[first]), stop))
+    return spans
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,6 +283,16 @@ def _h264_slice_type(nal: bytes) -> int:
     return read_ue()
 
 
+def _configure_codec(stream: av.video.stream.VideoStream, threads: int) -> None:
+    """Set decoding options; they apply when the codec opens, on the first decode."""
+    # Frame threading pays off for forward decoding.
+    stream.thread_type = "AUTO"
+    stream.thread_count = threads
+    # Report damaged data as a decode error when it is found, instead of concealing it: a B-frame shown
+    # before the damaged picture it references would otherwise come out before any frame is flagged.
+    stream.codec_context.options = {**stream.codec_context.options, "err_detect": "explode"}
+
+
 def read_index(location: str) -> VideoIndex:
     """Open ``location``, index its first video stream and close it. Raises as :func:`open_container`."""
     container = open_container(location)
@@ -244,9 +329,7 @@ class PyAVDecoder:
         self._container = open_container(location)
         try:
             self._stream = _video_stream(self._container, location)
-            # Frame threading pays off for forward decoding; set before the codec opens on first decode.
-            self._stream.thread_type = "AUTO"
-            self._stream.thread_count = threads
+            _configure_codec(self._stream, threads)
             self.index = index if index is not None else build_index(self._container, self._stream, location)
         except BaseException:
             self._container.close()
@@ -259,10 +342,21 @@ class PyAVDecoder:
         self._keys: list[int] = self.index.keyframe_positions.tolist()
         self._seek_gap_frames = seek_gap_frames
         self._packets: Iterator[av.Packet] | None = None  # None: the next decode must seek first
-        self._pending: collections.deque[av.VideoFrame] = collections.deque()
+        # Frames out of the codec not yet used, each with whether it can be trusted.
+        self._pending: collections.deque[tuple[av.VideoFrame, bool]] = collections.deque()
         self._last: av.VideoFrame | None = None  # the frame output last
         self._position: int | None = None  # index position of _last, None when unknown
-        self._warned_missing = False
+        # A frame is trusted only if the codec got every packet from its keyframe on without an error.
+        # Damaged data (a decode error, a frame flagged corrupt, a packet the index marks damaged) can
+        # also leave wrong state in the codec that outlives a flush (e.g. garbage parsed as a parameter
+        # set), so after it nothing is trusted until the next seek, which reopens the video; except
+        # frames whose packets went in before a packet known to be damaged (the codec's delay still
+        # holds them), which decoded from intact data.
+        self._threads = threads
+        self._damaged_ticks = frozenset(self.index.pts[self.index.damaged_positions].tolist())
+        self._polluted = False
+        self._in_flight: set[int] = set()  # pts of packets fed whose frames have not come out yet
+        self._clean_in_flight: frozenset[int] = frozenset()  # those fed before the damage
         #: Counters for tests and benchmarks: seeks done and frames that came out of the codec.
         self.seek_count = 0
         self.frames_decoded = 0
@@ -312,10 +406,15 @@ class PyAVDecoder:
             return self._last
         target = self._pts[position]
         keyframe = self._keyframe_before(position)
-        current = self._position if self._packets is not None else None
+        current = self._position if self._packets is not None and not self._polluted else None
         seek_to = plan_seeks(current, [position], [keyframe], self._seek_gap_frames)[0]
         if seek_to is None:
-            frame = self._advance(target)
+            try:
+                frame = self._advance(target)
+            except FrameDecodeError:
+                if not self._polluted:
+                    raise
+                frame = None  # damage met on the way; decode the target again from its keyframe
             if isinstance(frame, av.VideoFrame):
                 return frame
             seek_to = keyframe
@@ -345,59 +444,85 @@ class PyAVDecoder:
         return self._keys[i] if i >= 0 else 0
 
     def _advance(self, target: int, *, seek_pts: int | None = None) -> av.VideoFrame | object | None:
-        """Decode forward to the frame with pts ``target``.
+        """Decode forward to the frame with pts ``target``; only that exact frame is ever returned.
 
-        Returns the frame; None if the stream passed the target with no frame before it; or, right
-        after a seek to ``seek_pts``, ``_NOT_A_KEYFRAME`` when the first picture out is not a key frame
-        at or before ``seek_pts`` (the seek point is flagged as a keyframe but cannot start decoding:
-        the decoder dropped it, or what follows it would be damaged).
+        Returns the frame; None if the stream passed the target (or ended) with no frame before it;
+        or, right after a seek to ``seek_pts``, ``_NOT_A_KEYFRAME`` when the first picture out is not a
+        key frame at or before ``seek_pts`` (the seek point is flagged as a keyframe but cannot start
+        decoding: the decoder dropped it, or what follows it would be damaged).
+
+        Raises:
+            FrameDecodeError: the target frame came out damaged, or did not come out although frames
+                before it did (its packet is missing or undecodable).
         """
-        prev = self._last if self._last is not None and self._last.pts <= target else None
+        passed_before = self._last is not None and self._last.pts < target
         while True:
-            frame = self._next_frame()
-            if frame is None:
+            item = self._next_frame()
+            if item is None:
                 break
+            frame, trusted = item
             pts = frame.pts
             if pts is None:
                 raise FrameDecodeError("Decoded frame has no timestamp", path=self.location)
             if seek_pts is not None:
                 if not frame.key_frame or pts > seek_pts:
-                    self._pending.appendleft(frame)
+                    self._pending.appendleft(item)
                     return _NOT_A_KEYFRAME
                 seek_pts = None
             if pts < target:
-                prev = frame
+                passed_before = True
                 continue
             if pts == target:
+                if not trusted:
+                    raise self._damaged(target, "it was decoded from missing or corrupt data")
                 self._set_last(frame)
                 return frame
-            self._pending.appendleft(frame)
+            self._pending.appendleft(item)
             break
-        if prev is None:
-            return None
-        # The frame at the target was in the index but never came out of the decoder (damaged data):
-        # the last frame decoded before it is the one on screen.
-        if not self._warned_missing:
-            self._warned_missing = True
-            logger.warning("%s: frame at pts %d could not be decoded; using the one before it", self.location, target)
-        self._set_last(prev)
-        return prev
+        if passed_before:
+            raise self._damaged(target, "its packet is missing or could not be decoded")
+        return None
 
-    def _next_frame(self) -> av.VideoFrame | None:
+    def _damaged(self, target: int, why: str) -> FrameDecodeError:
+        pts_ns = ticks_to_ns(target, self.index.time_base)
+        return FrameDecodeError(f"Frame at pts_ns={pts_ns} cannot be decoded: {why}", path=self.location, pts_ns=pts_ns)
+
+    def _next_frame(self) -> tuple[av.VideoFrame, bool] | None:
         if self._pending:
             return self._pending.popleft()
         if self._packets is None:
             return None
+        codec = self._stream.codec_context
+        in_flight = self._in_flight
         for packet in self._packets:
-            frames = self._stream.codec_context.decode(packet)
+            if packet.pts is not None:
+                if self._damaged_ticks and packet.pts in self._damaged_ticks and not self._polluted:
+                    self._polluted = True
+                    self._clean_in_flight = frozenset(in_flight)
+                if len(in_flight) > 1024:  # frames the codec dropped; forgetting them only trusts less
+                    in_flight.clear()
+                in_flight.add(packet.pts)
+            try:
+                frames = codec.decode(packet)
+            except av.error.InvalidDataError:
+                # Not attributable to one packet (frame threads report errors late): trust nothing in flight.
+                self._polluted, self._clean_in_flight = True, frozenset()
+                continue
             if frames:
                 self.frames_decoded += len(frames)
-                self._pending.extend(frames[1:])
-                return frames[0]
+                for frame in frames:
+                    in_flight.discard(frame.pts)
+                    if frame.is_corrupt:  # FFmpeg concealed errors in it, or it references a missing picture
+                        self._polluted, self._clean_in_flight = True, frozenset()
+                    trusted = not self._polluted or frame.pts in self._clean_in_flight
+                    self._pending.append((frame, trusted))
+                return self._pending.popleft()
         self._packets = None  # end of stream; the decoder is drained and needs a seek to go on
         return None
 
     def _seek(self, key_position: int) -> None:
+        if self._polluted:
+            self._reopen()
         self._container.seek(self._pts[key_position], stream=self._stream, backward=True, any_frame=False)
         self.seek_count += 1
         self._stream.codec_context.flush_buffers()
@@ -405,6 +530,17 @@ class PyAVDecoder:
         self._pending.clear()
         self._last = None
         self._position = None
+        self._in_flight.clear()
+        self._clean_in_flight = frozenset()
+
+    def _reopen(self) -> None:
+        """Open the video afresh: a new codec, free of whatever damaged data left in the old one."""
+        self._container.close()
+        self._container = open_container(self.location)
+        self._stream = _video_stream(self._container, self.location)
+        _configure_codec(self._stream, self._threads)
+        self._packets = None
+        self._polluted = False
 
     def _set_last(self, frame: av.VideoFrame) -> None:
         self._last = frame

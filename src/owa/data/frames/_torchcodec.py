@@ -92,6 +92,15 @@ class TorchCodecDecoder:
                 raise FrameDecodeError(
                     f"torchcodec decoding failed: {e}", path=self.location, pts_ns=self.index.pts_ns(positions[0])
                 ) from e
+            # Never a frame from another time: torchcodec must have returned exactly the frames asked for.
+            tick = self._seconds_per_tick
+            for position, got in zip(positions, batch.pts_seconds.tolist(), strict=True):
+                if abs(got - int(pts[position]) * tick) > tick / 2:
+                    raise FrameDecodeError(
+                        f"torchcodec returned the frame at {got:.6f} s instead of the one requested",
+                        path=self.location,
+                        pts_ns=self.index.pts_ns(position),
+                    )
             data = batch.data
             if data.device.type != "cpu":
                 data = data.cpu()

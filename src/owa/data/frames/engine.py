@@ -37,7 +37,6 @@ import numpy as np
 
 from owa.data.errors import (
     FrameDecodeError,
-    FrameOutOfRangeError,
     MediaError,
     OnError,
     OWADataError,
@@ -261,7 +260,7 @@ class FrameEngine:
         for i, pts_ns in items:
             try:
                 position = index.played_at(pts_ns, self.tolerance_ns)
-            except FrameOutOfRangeError as e:
+            except MediaError as e:  # out of range, or in a damaged part of the video
                 if on_error == "raise":
                     raise
                 stats.record_error(e)

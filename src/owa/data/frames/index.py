@@ -59,6 +59,10 @@ class VideoIndex:
         keyframe_positions: positions (into ``pts``) of the keyframes, increasing.
         end_ns: when the last frame stops being shown, in ns on the video's timeline.
         stream_index: the container's index of the video stream.
+        damaged_positions: positions (increasing) of frames that cannot be trusted: packets around them
+            are missing or damaged, so they, or a lost frame shown in their place, would decode wrong.
+        complete: False when the end of the stream is lost (the file is cut short or overwritten):
+            nothing is known to be on screen after the last frame present.
     """
 
     location: str
@@ -67,12 +71,15 @@ class VideoIndex:
     keyframe_positions: np.ndarray
     end_ns: int
     stream_index: int = 0
+    damaged_positions: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    complete: bool = True
 
     def __post_init__(self) -> None:
         if len(self.pts) == 0:
             raise FrameDecodeError("Video stream has no frames", path=self.location)
         # Python ints for bisect: exact and overflow-free whatever the time base.
         object.__setattr__(self, "_pts_list", self.pts.tolist())
+        object.__setattr__(self, "_damaged", frozenset(self.damaged_positions.tolist()))
 
     @property
     def frame_count(self) -> int:
@@ -99,15 +106,28 @@ class VideoIndex:
 
         Raises:
             FrameOutOfRangeError: ``pts_ns`` lies more than ``tolerance_ns`` before the first frame or
-                after ``end_ns``; the message lists the requested and available times.
+                after ``end_ns``, or after the last frame present when the stream is not ``complete``;
+                the message lists the requested and available times.
+            FrameDecodeError: the frame on screen at ``pts_ns`` lies in a damaged part of the video.
         """
-        position = bisect.bisect_right(self._pts_list, self.ticks(pts_ns)) - 1
+        ticks = self.ticks(pts_ns)
+        position = bisect.bisect_right(self._pts_list, ticks) - 1
         if position < 0:
             if pts_ns < self.first_pts_ns - tolerance_ns:
                 raise self._out_of_range(pts_ns, tolerance_ns, "before the first frame")
-            return 0
-        if pts_ns > self.end_ns + tolerance_ns:
+            position = 0
+        elif pts_ns > self.end_ns + tolerance_ns:
             raise self._out_of_range(pts_ns, tolerance_ns, "after the end")
+        elif not self.complete and ticks > self._pts_list[-1]:
+            raise self._out_of_range(pts_ns, 0, "after the last frame present (the end of the file is damaged)")
+        if position in self._damaged:
+            raise FrameDecodeError(
+                f"Frame requested at pts_ns={pts_ns} lies in a damaged part of the video (packets around it are "
+                f"missing or corrupt); the frame on screen then is unknown",
+                path=self.location,
+                pts_ns=pts_ns,
+                frame_pts_ns=self.pts_ns(position),
+            )
         return position
 
     def _out_of_range(self, pts_ns: int, tolerance_ns: int, where: str) -> FrameOutOfRangeError:
