@@ -13,6 +13,7 @@ import collections
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
 
 import av
 import av.container
@@ -20,6 +21,7 @@ import av.video.stream
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from owa.data import storage
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
 from owa.data.frames.backend import DecoderClosedError
 from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, VideoIndex, plan_seeks, ticks_to_ns
@@ -35,14 +37,27 @@ _NOT_A_KEYFRAME = object()
 
 
 def open_container(location: str) -> av.container.InputContainer:
-    """Open ``location`` for reading.
+    """Open ``location`` for reading: a local path, an ``http(s)://`` URL (FFmpeg fetches it), or an
+    object-store URL such as ``s3://bucket/prefix/video.mkv``, read through :func:`owa.data.storage.open_input`
+    (range requests; fsspec's default options and credentials for the protocol).
 
     Raises:
         VideoNotFoundError: missing, unreadable (permissions, a folder) or unreachable (remote) video.
         FrameDecodeError: the file exists but is not a media container FFmpeg can read.
+        StorageAccessError: the object store denied access or cannot be reached.
     """
+    source: str | BinaryIO = location
+    if storage.is_url(location) and not location.startswith(("http://", "https://")):
+        try:
+            source = storage.open_input(location)
+        except FileNotFoundError as e:
+            raise VideoNotFoundError("Video object not found", path=location) from e
+        except OSError as e:
+            raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
     try:
-        return av.open(location, mode="r")
+        # PyAV reads a file object through its read/seek methods and leaves it open on close(); the
+        # container holds the only reference, so the file goes with it.
+        return av.open(source, mode="r")
     except (OSError, av.error.HTTPError) as e:
         raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
     except av.error.FFmpegError as e:
