@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 BUCKET = "owa-test"
+REFUSED_KEY = "refused/dataset_dict.json"
 REGION = "us-east-1"
 
 
@@ -91,6 +92,7 @@ class RunningServer:
     s3: S3Server
 
     def stop(self) -> None:
+        _set_auth(self.s3.endpoint_url, float("inf"))  # moto's switch is process-wide: leave it as found
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.server.server_close()
@@ -110,10 +112,22 @@ def start_server() -> RunningServer:
     host, port = server.server_address[:2]
     endpoint = f"http://{host}:{port}"
     # Set-up runs before auth is on, with throwaway keys passed explicitly (never the user's ~/.aws).
-    setup = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": "setup", "aws_secret_access_key": "x"}
+    setup = {
+        "endpoint_url": endpoint,
+        "region_name": REGION,
+        "aws_access_key_id": "setup",
+        "aws_secret_access_key": "x",
+    }
     boto3.client("s3", **setup).create_bucket(Bucket=BUCKET)
     iam = boto3.client("iam", **setup)
-    allow_all = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    allow_all = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"},
+            # One key the reader may not write: an upload that fails at its very last file.
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/{REFUSED_KEY}"},
+        ],
+    }
     good_key, good_secret = _user_keys(iam, "owa-reader", allow_all)
     denied_key, denied_secret = _user_keys(iam, "owa-nobody", None)
     _set_auth(endpoint, 0)

@@ -19,8 +19,8 @@ def resolve_episode_path(episode_path: str, episode_root: str | os.PathLike[str]
 
     Absolute paths and URLs are kept; relative ones resolve against ``episode_root`` (a folder or a URL
     prefix; default: the current directory, read at call time) into an absolute path whose symlinks are
-    kept, not resolved (``os.path.abspath``), or a URL inside the prefix. Relative media URIs inside the recording then resolve against this
-    path's folder (:func:`episode_base_dir`).
+    kept, not resolved (``os.path.abspath``), or a URL inside the prefix. Relative media URIs inside the
+    recording then resolve against this path's folder (:func:`episode_base_dir`).
 
     >>> resolve_episode_path("a/../b/ep.mcap", "/data")
     '/data/b/ep.mcap'

@@ -133,7 +133,9 @@ def filesystem(url: str, storage_options: StorageOptions | None = None) -> tuple
     try:
         return url_to_fs(url, **dict(storage_options or {}))
     except ImportError as e:
-        raise ImportError(f"Opening {url} needs the filesystem of its protocol ({e}). Install: {_install_hint(url)}") from e
+        raise ImportError(
+            f"Opening {url} needs the filesystem of its protocol ({e}). Install: {_install_hint(url)}"
+        ) from e
 
 
 def open_input(
@@ -153,7 +155,7 @@ def open_input(
         ImportError: the protocol's filesystem package is missing.
     """
     if not is_url(url):
-        return open(url, "rb")  # noqa: SIM115 - the caller closes it
+        return open(url, "rb")
     url = str(url)
     fs, path = filesystem(url, storage_options)
     try:
@@ -182,9 +184,7 @@ def stat(url: str | os.PathLike[str], storage_options: StorageOptions | None = N
     return ObjectInfo(url=url, size=int(info["size"]), mtime_ns=_mtime_ns(info), etag=info.get("ETag"))
 
 
-def list_recordings(
-    url: str, storage_options: StorageOptions | None = None, *, suffix: str = ".mcap"
-) -> list[str]:
+def list_recordings(url: str, storage_options: StorageOptions | None = None, *, suffix: str = ".mcap") -> list[str]:
     """Every object ending in ``suffix`` under the prefix ``url``, recursively, as sorted URLs.
 
     ``url`` names a folder (prefix): ``s3://bucket/recordings`` lists ``s3://bucket/recordings/**.mcap``,
@@ -229,7 +229,9 @@ def upload_dataset_dir(
         ValueError: ``url`` is not a URL, or ``local_dir`` has no top-level ``dataset_dict.json``/``state.json``.
     """
     if not is_url(url):
-        raise ValueError(f"Invalid url ({url!r}). upload_dataset_dir writes to object-store prefixes such as s3://b/dir")
+        raise ValueError(
+            f"Invalid url ({url!r}). upload_dataset_dir writes to object-store prefixes such as s3://b/dir"
+        )
     local = Path(local_dir)
     files = sorted(p for p in local.rglob("*") if p.is_file())
     top_markers = [local / name for name in _DATASET_MARKERS if (local / name).is_file()]
@@ -272,7 +274,7 @@ def _split(url: str) -> tuple[str, str]:
     match = _URL.match(url)
     assert match is not None
     rest = url[match.end() :]
-    authority, sep, path = rest.partition("/")
+    authority, _, path = rest.partition("/")
     return f"{match.group(0)}{authority}/", path
 
 
