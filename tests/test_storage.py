@@ -110,6 +110,9 @@ def test_listing_is_recursive_sorted_and_respects_the_prefix(s3: S3Server, tmp_p
     assert storage.list_recordings(s3.url("list"), s3.storage_options) == expected
     assert storage.list_recordings(s3.url("list/"), s3.storage_options) == expected
     assert storage.list_recordings(s3.url("nothing-here"), s3.storage_options) == []
+    assert storage.exists(s3.url("list/a"), s3.storage_options)
+    assert storage.exists(s3.url("list/b.mcap"), s3.storage_options)
+    assert not storage.exists(s3.url("list/b"), s3.storage_options)
     with pytest.raises(ValueError, match="object-store prefixes"):
         storage.list_recordings(str(tmp_path))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from owa.data import storage
+from owa.data.errors import OutputExistsError
 
 __all__ = ["quiet_datasets_progress", "save_dataset", "write_split_metadata"]
 
@@ -60,6 +61,8 @@ def save_dataset(
         StorageAccessError: the object store denied a request or cannot be reached.
     """
     if storage.is_url(path):
+        if not overwrite and storage.exists(path, storage_options):  # before the build, not after it
+            raise OutputExistsError("Output already exists; pass overwrite=True to replace it", path=os.fspath(path))
         with tempfile.TemporaryDirectory(prefix="owa-data-upload-") as tmp:
             local = Path(tmp) / "dataset"
             save_dataset(dataset, local)

@@ -43,6 +43,7 @@ __all__ = [
     "ObjectInfo",
     "StorageOptions",
     "dirname",
+    "exists",
     "filesystem",
     "is_url",
     "join",
@@ -182,6 +183,22 @@ def stat(url: str | os.PathLike[str], storage_options: StorageOptions | None = N
     if info.get("type") == "directory":
         raise FileNotFoundError(errno.ENOENT, "Not an object (a prefix)", url)
     return ObjectInfo(url=url, size=int(info["size"]), mtime_ns=_mtime_ns(info), etag=info.get("ETag"))
+
+
+def exists(url: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> bool:
+    """Whether a file, folder, object or non-empty prefix is at ``url`` (checked before a long build).
+
+    Raises:
+        StorageAccessError: as :func:`open_input`.
+    """
+    if not is_url(url):
+        return os.path.exists(url)
+    url = str(url)
+    fs, path = filesystem(url, storage_options)
+    try:
+        return bool(fs.exists(path.rstrip("/")))
+    except Exception as e:
+        _raise_translated(e, url)
 
 
 def list_recordings(url: str, storage_options: StorageOptions | None = None, *, suffix: str = ".mcap") -> list[str]:
