@@ -1,4 +1,5 @@
-"""Datasets on disk in the ``save_to_disk`` layout: saving quietly, and writing the layout for streamed shards.
+"""Datasets on disk in the ``save_to_disk`` layout: saving quietly (to a folder or a URL), and writing the layout
+for streamed shards.
 
 ``datasets`` is imported only inside the functions that use it: stage 1 writes its folder with
 :func:`write_split_metadata` and never imports it.
@@ -9,9 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from owa.data import storage
+from owa.data.errors import OutputExistsError
 
 __all__ = ["quiet_datasets_progress", "save_dataset", "write_split_metadata"]
 
@@ -33,12 +38,36 @@ def quiet_datasets_progress() -> Iterator[None]:
             enable_progress_bars()
 
 
-def save_dataset(dataset: Any, path: str | os.PathLike[str]) -> None:
+def save_dataset(
+    dataset: Any,
+    path: str | os.PathLike[str],
+    *,
+    storage_options: storage.StorageOptions | None = None,
+    overwrite: bool = False,
+) -> None:
     """``save_to_disk`` a ``Dataset`` or ``DatasetDict`` quietly, keeping empty splits loadable.
 
     ``datasets`` picks zero shards for an empty split, which ``load_from_disk`` then cannot read; an
     empty split is written as one empty shard instead.
+
+    ``path`` may be a URL (``s3://bucket/prefix``): the dataset is then built in a local temporary folder
+    and published with :func:`owa.data.storage.upload_dataset_dir` (its marker file last, so it is not
+    loadable until complete), to be read with ``datasets.load_from_disk(url, storage_options=...)``.
+    ``overwrite`` replaces what is stored there (a URL only; local outputs are made atomic by
+    :mod:`owa.data.atomic`).
+
+    Raises:
+        OutputExistsError: a URL output exists and ``overwrite`` is False.
+        StorageAccessError: the object store denied a request or cannot be reached.
     """
+    if storage.is_url(path):
+        if not overwrite and storage.exists(path, storage_options):  # before the build, not after it
+            raise OutputExistsError("Output already exists; pass overwrite=True to replace it", path=os.fspath(path))
+        with tempfile.TemporaryDirectory(prefix="owa-data-upload-") as tmp:
+            local = Path(tmp) / "dataset"
+            save_dataset(dataset, local)
+            storage.upload_dataset_dir(local, str(path), storage_options, overwrite=overwrite)
+        return
     import datasets
 
     with quiet_datasets_progress():

@@ -26,6 +26,7 @@ __all__ = [
     "OutputExistsError",
     "PackingError",
     "RecordingError",
+    "StorageAccessError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",
@@ -142,6 +143,11 @@ class CorruptRecordingError(RecordingError):
         super().__init__(message, path=path, offset=offset, messages_read=messages_read, **context)
         self.offset = offset
         self.messages_read = messages_read
+
+
+class StorageAccessError(OWADataError):
+    """Object storage refused or could not serve a request: access denied, no usable credentials, or an
+    unreachable endpoint. Names the URL and the service's reason (see :mod:`owa.data.storage`)."""
 
 
 class MessageValidationError(OWADataError):

@@ -16,6 +16,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
 
 import av
 import av.container
@@ -23,6 +24,7 @@ import av.video.stream
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from owa.data import storage
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
 from owa.data.frames import _matroska
 from owa.data.frames.backend import DecoderClosedError
@@ -39,14 +41,27 @@ _NOT_A_KEYFRAME = object()
 
 
 def open_container(location: str) -> av.container.InputContainer:
-    """Open ``location`` for reading.
+    """Open ``location`` for reading: a local path, an ``http(s)://`` URL (FFmpeg fetches it), or an
+    object-store URL such as ``s3://bucket/prefix/video.mkv``, read through :func:`owa.data.storage.open_input`
+    (range requests; fsspec's default options and credentials for the protocol).
 
     Raises:
         VideoNotFoundError: missing, unreadable (permissions, a folder) or unreachable (remote) video.
         FrameDecodeError: the file exists but is not a media container FFmpeg can read.
+        StorageAccessError: the object store denied access or cannot be reached.
     """
+    source: str | BinaryIO = location
+    if storage.is_url(location) and not location.startswith(("http://", "https://")):
+        try:
+            source = storage.open_input(location)
+        except FileNotFoundError as e:
+            raise VideoNotFoundError("Video object not found", path=location) from e
+        except OSError as e:
+            raise VideoNotFoundError(f"Video cannot be opened: {e}", path=location) from e
     try:
-        return av.open(location, mode="r")
+        # PyAV reads a file object through its read/seek methods and leaves it open on close(); the
+        # container holds the only reference, so the file goes with it.
+        return av.open(source, mode="r")
     except (OSError, av.error.HTTPError) as e:
         if isinstance(e, av.error.FFmpegError) and e.errno == errno.EIO and os.path.isfile(location):
             # FFmpeg's demuxers report some damaged files (e.g. a Matroska file cut short) as I/O errors.

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import numpy as np
 
+from owa.data import storage
 from owa.data.errors import (
     FrameDecodeError,
     MediaError,
@@ -193,7 +194,8 @@ class FrameEngine:
     ) -> list[np.ndarray] | list[np.ndarray | None]:
         """Decode the frame played at each ``(location, pts_ns)``; results come back in request order.
 
-        ``location`` is a local path or an http(s) URL that already passed the media policy.
+        ``location`` is a local path, an http(s) URL or an object-store URL (``s3://...``) that already passed
+        the media policy.
 
         Args:
             on_error: ``"raise"`` stops at the first failure; ``"skip"`` returns None for each failed
@@ -332,7 +334,8 @@ class FrameEngine:
         from owa.data.frames._pyav import PyAVDecoder, read_index
 
         decoder: FrameDecoder | None = None
-        if self.backend == "torchcodec":
+        # torchcodec opens paths and http(s) URLs only; object-store URLs (s3://) are PyAV's, through fsspec.
+        if self.backend == "torchcodec" and not _is_object_url(location):
             from owa.data.frames._torchcodec import TorchCodecDecoder
 
             if index is None:
@@ -354,7 +357,12 @@ class FrameEngine:
 
 
 def _is_remote(location: str) -> bool:
-    return location.startswith(("http://", "https://"))
+    """A URL (http(s) or object store), used as given: no stat, no abspath."""
+    return storage.is_url(location)
+
+
+def _is_object_url(location: str) -> bool:
+    return storage.is_url(location) and not location.startswith(("http://", "https://"))
 
 
 def _normalize_location(location: str | os.PathLike[str]) -> str:

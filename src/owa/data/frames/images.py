@@ -1,4 +1,4 @@
-"""Still images: a media location (local file, http(s) URL or inline ``data:`` bytes) to RGB pixels.
+"""Still images: a media location (local file, http(s) or object-store URL, inline ``data:`` bytes) to RGB pixels.
 
 Screen messages without ``pts_ns`` point at an image rather than a video frame. Pillow is imported on
 first use.
@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 
+from owa.data import storage
 from owa.data.errors import FrameDecodeError, VideoNotFoundError
 from owa.data.media import ResolvedMedia
 
@@ -24,6 +25,7 @@ def decode_image(media: ResolvedMedia, *, timeout_s: float = 30.0) -> np.ndarray
 
     Raises:
         VideoNotFoundError: the file is missing or cannot be read, or the URL cannot be fetched.
+        StorageAccessError: an object store denied access or cannot be reached.
         FrameDecodeError: the bytes are not an image Pillow can read.
     """
     from PIL import Image, UnidentifiedImageError
@@ -32,6 +34,12 @@ def decode_image(media: ResolvedMedia, *, timeout_s: float = 30.0) -> np.ndarray
     if media.kind == "data":
         assert media.data is not None
         source: io.BytesIO | str = io.BytesIO(media.data)
+    elif media.kind == "remote" and not media.location.startswith(("http://", "https://")):
+        try:  # an object-store URL (s3://...): fsspec's defaults give the credentials
+            with storage.open_input(media.location) as file:
+                source = io.BytesIO(file.read())
+        except FileNotFoundError as e:
+            raise VideoNotFoundError("Image object not found", path=where) from e
     elif media.kind == "remote":
         import urllib.error
         import urllib.request

@@ -38,6 +38,7 @@ import orjson
 from owa.data.errors import CorruptRecordingError, MessageValidationError, RecordingError
 from owa.data.messages import McapMessage
 from owa.data.recordings.versions import PayloadNormalizer, normalize_message_type, payload_normalizer
+from owa.data.storage import StorageOptions, is_url, open_input
 
 __all__ = ["OWAMcapReader", "ReadReport", "RecordedMessage", "read_messages"]
 
@@ -53,6 +54,10 @@ _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _MAX_RECORD_BYTES = 4 * 1024**3
 _CHUNK_OPCODE = bytes([_OP_CHUNK])
 _COMPRESSION_NAMES = frozenset((b"", b"zstd", b"lz4"))  # the chunk compressions _DECOMPRESSORS reads
+# Read-ahead of a recording opened by URL. Each chunk is read in one request of its own length; the
+# read-ahead serves the next chunk of a time window and the summary's small records, and is all a
+# skipped stretch of the file costs.
+_URL_BLOCK_SIZE = 64 * 1024
 
 
 class RecordedMessage(NamedTuple):
@@ -105,14 +110,19 @@ class OWAMcapReader:
     """Reads one OWAMcap file. Use as a context manager or call :meth:`close`.
 
     Args:
-        path: the ``.mcap`` file.
+        path: the ``.mcap`` file: a local path or an fsspec URL such as ``s3://bucket/prefix/ep.mcap``. A
+            URL is read with range requests (:func:`owa.data.storage.open_input`): with a summary, a
+            filtered read fetches the summary and the chunks it needs, not the whole file.
         on_damage: ``"raise"`` (default) raises :class:`CorruptRecordingError` where the damage is, after
             yielding every message before it; ``"salvage"`` skips a corrupt chunk (or stops at the damage),
             logs a warning and records the damage in :attr:`report`.
         validate_crcs: check chunk CRCs (cheap next to decompression, so on by default).
+        storage_options: for a URL, the options of its fsspec filesystem (credentials, ``endpoint_url``);
+            fsspec's defaults where None.
 
     Raises:
-        RecordingError: the file cannot be opened or is not an MCAP file.
+        RecordingError: the file cannot be opened (missing, unreadable) or is not an MCAP file.
+        StorageAccessError: a URL whose object store denies access or cannot be reached.
     """
 
     def __init__(
@@ -121,17 +131,20 @@ class OWAMcapReader:
         *,
         on_damage: Literal["raise", "salvage"] = "raise",
         validate_crcs: bool = True,
+        storage_options: StorageOptions | None = None,
     ) -> None:
         if on_damage not in ("raise", "salvage"):
             raise ValueError(f"Invalid on_damage ({on_damage!r}). Supported values are 'raise', 'salvage'.")
-        self.path = Path(path)
+        #: The recording: a Path, or the URL string as given.
+        self.path: Path | str = path if is_url(path) else Path(path)  # type: ignore[assignment]  # is_url: a str
         self._on_damage = on_damage
         self._validate_crcs = validate_crcs
         try:
-            self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._file: BinaryIO = open_input(self.path, storage_options, block_size=_URL_BLOCK_SIZE)
         except OSError as e:
-            raise RecordingError(f"Cannot open recording: {e.strerror}", path=self.path) from e
-        self.size = os.fstat(self._file.fileno()).st_size
+            raise RecordingError(f"Cannot open recording: {e.strerror or e}", path=self.path) from e
+        self.size = self._file.seek(0, os.SEEK_END)
+        self._file.seek(0)
         if self._file.read(len(MAGIC)) != MAGIC:
             self.close()
             raise RecordingError("Not an MCAP file (bad magic bytes)", path=self.path)
@@ -256,14 +269,17 @@ class OWAMcapReader:
                 continue
             offset = index.chunk_start_offset
             try:
+                # One read of the whole record (its declared length), so a URL costs one range request.
                 self._file.seek(offset)
-                head = self._file.read(_RECORD_HEAD.size)
-                if len(head) != _RECORD_HEAD.size:
+                record = self._file.read(index.chunk_length)
+                if len(record) < _RECORD_HEAD.size:
                     raise _Damage("chunk index points past the end of the file", offset)
-                opcode, length = _RECORD_HEAD.unpack(head)
+                opcode, length = _RECORD_HEAD.unpack_from(record, 0)
                 if opcode != _OP_CHUNK or length > index.chunk_length:
                     raise _Damage("chunk index points at something that is not a chunk", offset)
-                body = self._file.read(length)
+                if _RECORD_HEAD.size + length > len(record):  # a writer that left the prefix out of chunk_length
+                    record += self._file.read(_RECORD_HEAD.size + length - len(record))
+                body = memoryview(record)[_RECORD_HEAD.size : _RECORD_HEAD.size + length]
                 if len(body) != length:
                     raise _Damage("chunk is truncated", offset)
                 records = self._decompress_chunk(body, offset)
@@ -456,9 +472,10 @@ def read_messages(
     start_time_ns: int | None = None,
     end_time_ns: int | None = None,
     on_damage: Literal["raise", "salvage"] = "raise",
+    storage_options: StorageOptions | None = None,
 ) -> Iterator[RecordedMessage]:
     """Convenience generator over :meth:`OWAMcapReader.iter_messages`; closes the file when done."""
-    with OWAMcapReader(path, on_damage=on_damage) as reader:
+    with OWAMcapReader(path, on_damage=on_damage, storage_options=storage_options) as reader:
         yield from reader.iter_messages(topics, start_time_ns=start_time_ns, end_time_ns=end_time_ns)
 
 
