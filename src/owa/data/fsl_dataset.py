@@ -452,8 +452,9 @@ class FSLDataset:
         from PIL import Image
 
         from owa.data.frames import DecodeStats, decode_screens
+        from owa.data.frames.images import enable_pillow_block_cache
 
-        _enable_pillow_block_cache()
+        enable_pillow_block_cache()
         stats = DecodeStats()
         try:
             frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=stats)
@@ -505,32 +506,6 @@ class FSLDataset:
             f"FSLDataset({size}, max_sequence_length={self.max_sequence_length}, pad_token_id={self.pad_token_id}, "
             f"load_images={self.load_images}, episode_aware={self.episode_aware})"
         )
-
-
-_PILLOW_CACHE_BYTES = 256 * 1024 * 1024
-_pillow_cache_checked = False
-
-
-def _enable_pillow_block_cache() -> None:
-    """Let Pillow reuse freed image memory, unless the application configured Pillow's block cache itself.
-
-    Every ``PIL.Image`` of a decoded frame is a fresh multi-megabyte allocation; with Pillow's default (no block
-    cache) each one page-faults its memory in, which costs as much as decoding the frame. Pillow's own knob
-    (``PILLOW_BLOCKS_MAX``) keeps up to N freed blocks for reuse. We set it, once per process, to at most 256 MB of
-    retained blocks, and only when the application has not: set the environment variable ``PILLOW_BLOCKS_MAX``
-    (``0`` to turn caching off) or call ``PIL.Image.core.set_blocks_max`` yourself to take over.
-    """
-    global _pillow_cache_checked
-    if _pillow_cache_checked:
-        return
-    _pillow_cache_checked = True
-    from PIL import Image
-
-    if "PILLOW_BLOCKS_MAX" in os.environ or Image.core.get_blocks_max() != 0:
-        return
-    blocks = max(1, _PILLOW_CACHE_BYTES // Image.core.get_block_size())
-    Image.core.set_blocks_max(blocks)
-    logger.debug("Pillow block cache enabled: up to %d blocks of %d bytes", blocks, Image.core.get_block_size())
 
 
 class _SampleView(Sequence[FSLSample]):

@@ -499,9 +499,9 @@ def create_binned_dataset_transform(
 
 
 def _to_pil(array: np.ndarray) -> Any:
-    from PIL import Image
+    from owa.data.frames.images import to_pil
 
-    return Image.fromarray(array)
+    return to_pil(array)
 
 
 def _public(context: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,12 @@ class EncoderStats:
     scrolls_clamped: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        # Read once per transformed row: a plain dict, not dataclasses.asdict's deep copy.
+        return {
+            "coordinates_clamped": self.coordinates_clamped,
+            "coordinates_saturated": self.coordinates_saturated,
+            "scrolls_clamped": self.scrolls_clamped,
+        }
 
     def reset(self) -> None:
         for field in dataclasses.fields(self):
