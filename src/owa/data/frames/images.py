@@ -9,10 +9,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+from typing import Any
 
 import numpy as np
-
-from typing import Any
 
 from owa.data.errors import FrameDecodeError, VideoNotFoundError
 from owa.data.media import ResolvedMedia
@@ -86,8 +85,9 @@ def enable_pillow_block_cache() -> None:
 
     Every ``PIL.Image`` of a decoded frame is a fresh multi-megabyte allocation; with Pillow's default (no block
     cache) each one page-faults its memory in, which costs as much as decoding the frame. Pillow's own knob
-    (``PILLOW_BLOCKS_MAX``) keeps up to N freed blocks for reuse. We set it on the first PIL frame, once per process, to at most 256 MB of
-    retained blocks, and only when the application has not: set the environment variable ``PILLOW_BLOCKS_MAX``
+    (``PILLOW_BLOCKS_MAX``) keeps up to N freed blocks for reuse. We set it on the first PIL frame, once per
+    process, to at most 256 MB of retained blocks, and only when the application has not: set the environment
+    variable ``PILLOW_BLOCKS_MAX``
     (``0`` to turn caching off) or call ``PIL.Image.core.set_blocks_max`` yourself to take over.
     """
     global _pillow_cache_checked
