@@ -175,3 +175,56 @@ def test_token_count_mismatch_is_a_clear_error() -> None:
     sample["images"] = random_frames(2)
     with pytest.raises(ValueError, match="image tokens"):
         _collator(name)([sample])
+
+
+def test_fsl_dataset_decoded_to_size_trains_internvl_end_to_end(tmp_path) -> None:
+    """A synthetic recording → Event Dataset → EpisodeTokenizer with InternVL's image token and count → FSLDataset
+    decoding straight to the model's 64x64 → DataLoader (2 workers) with the collator → the model's forward."""
+    import logging
+    import time
+
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from owa.data.episode_tokenizer import EpisodeTokenizer
+    from owa.data.fsl_dataset import FSLDataset
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_episode
+    from owa.data.testing import event_dataset_from_mcap
+
+    vlm = tiny_vlm("internvl", fresh=True)
+    layout = _layout("internvl")
+    config = SampleConfig(seconds=2.0, fps=10, width=320, height=180, seed=4)
+    episode = write_sample_episode(tmp_path, "ep", config)
+    events = datasets.concatenate_datasets([event_dataset_from_mcap(episode.mcap_path)])
+    tokenizer = EpisodeTokenizer(image_token=layout.token, image_token_length=layout.count)
+    tokenizer.prepare_model(tokenizer=vlm.tokenizer, model=vlm.model)
+    tokenized = tokenizer.tokenize_event_dataset(events)
+    spec = pixel_spec(vlm.processor)
+    fsl = FSLDataset(
+        tokenized,
+        pad_token_id=vlm.tokenizer.pad_token_id,
+        max_sequence_length=1024,
+        image_size=spec.image_size,
+        image_resample=spec.resample,
+        log_every=None,
+    ).prepare()
+    sample = fsl[0]
+    assert all(isinstance(image, np.ndarray) and image.shape == (64, 64, 3) for image in sample["images"])
+    collator = FSLCollator(processor=vlm.processor)
+    assert collator.image_token_id == tokenizer.image_token_id
+    loader = DataLoader(fsl, batch_size=2, num_workers=2, collate_fn=collator)
+    start = time.perf_counter()
+    batches = list(loader)
+    loader_s = time.perf_counter() - start
+    images = collator.stats.images
+    assert images == sum(len(fsl[i]["images"]) for i in range(len(fsl))) > 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches[:3]:
+            assert torch.isfinite(vlm.model(**FSLCollator.model_inputs(batch)).loss)
+    forward_s = (time.perf_counter() - start) * len(batches) / min(3, len(batches))
+    logging.getLogger(__name__).info(
+        "internvl 64px: loader %.0f images/s, loader + forward %.0f images/s",
+        images / loader_s,
+        images / (loader_s + forward_s),
+    )

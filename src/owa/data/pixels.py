@@ -6,8 +6,8 @@ cheaply, for the processors it recognizes (:func:`pixel_spec`):
 
 * the resize happens in the video decoder, inside its colour conversion (``decode_screens(..., size=...)``,
   ``FSLDataset(image_size=...)``), so frames arrive as ``(H, W, 3)`` uint8 arrays at the model's size;
-* :func:`normalize` rescales and normalizes a uint8 batch in torch, in one fused multiply-add, on whatever device
-  the tensor is on (call it after ``.to("cuda")`` to normalize on the GPU);
+* :func:`normalize` rescales and normalizes a uint8 batch in torch (a multiply into the float output and an
+  in-place add), on whatever device the tensor is on (call it after ``.to("cuda")`` to normalize on the GPU);
 * :func:`patchify_qwen2_vl` lays Qwen2-VL's frames out as its processor does: ``(sum of patches, 1176)`` rows in
   merge-block order, plus ``image_grid_thw``.
 
@@ -234,7 +234,7 @@ def normalize(
     dtype: torch.dtype | None = None,
     rescale_factor: float = 1 / 255,
 ) -> torch.Tensor:
-    """``(pixels * rescale_factor - mean) / std`` per channel, as one fused multiply-add in torch.
+    """``(pixels * rescale_factor - mean) / std`` per channel, in torch, as ``pixels * scale + bias``.
 
     Args:
         pixels: uint8 (or float) RGB, channels first: ``(..., 3, H, W)``; or Qwen2-VL patch rows
@@ -275,7 +275,11 @@ def normalize(
             f"Invalid pixels shape ({tuple(pixels.shape)}). Supported values are (..., 3, H, W) or Qwen2-VL patch "
             "rows (patches, 3 * temporal * patch * patch)."
         )
-    out = torch.addcmul(bias.view(shape), pixels.to(torch.float32), scale.view(shape))
+    # Multiply straight from the (contiguous) uint8 values into the float output, then add in place: two passes
+    # over the output and no float copy of the input (addcmul on a permuted, promoted input is twice as slow).
+    pixels = pixels.contiguous()
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    torch.mul(pixels, scale.view(shape), out=out).add_(bias.view(shape))
     return out if dtype == torch.float32 else out.to(dtype)
 
 
