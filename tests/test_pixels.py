@@ -125,3 +125,15 @@ def test_normalize_forms() -> None:
     )
     with pytest.raises(ValueError, match="layout_or_mean_std"):
         normalize(pixels, ImageLayout.preset("default"))
+
+
+def test_decode_size_and_resample_are_validated(video_720p) -> None:
+    video, pts = video_720p
+    engine = FrameEngine(backend="pyav")
+    with pytest.raises(ValueError, match="Invalid size"):
+        engine.decode([(video, pts[0])], size=(0, 10))
+    with pytest.raises(ValueError, match="Invalid resample"):
+        engine.decode([(video, pts[0])], size=(10, 10), resample="nearest")  # type: ignore[arg-type]
+    assert engine.decode([(video, pts[0])], size=(36, 64), resample="area")[0].shape == (36, 64, 3)
+    assert engine.decode([(video, pts[0])])[0].shape == (720, 1280, 3)  # the default path is unchanged
+    engine.close()
