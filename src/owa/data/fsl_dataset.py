@@ -17,8 +17,9 @@ Each sample is a dict:
 * ``attention_mask``: ``int64[max_sequence_length]``, 1 on the first ``total_token_count`` positions, 0 after
   (from lengths, never by comparing ids with the pad id);
 * ``total_token_count``: real tokens before padding;
-* ``images``: one entry per image of the sample's events, in order (``PIL.Image`` when ``load_images``, else the
-  lazy :class:`~owa.data.messages.ScreenCaptured` reference);
+* ``images``: one entry per image of the sample's events, in order (``PIL.Image`` when ``load_images``; with
+  ``image_size`` an ``(H, W, 3)`` uint8 array decoded straight to that size; else the lazy
+  :class:`~owa.data.messages.ScreenCaptured` reference);
 * ``position_ids`` (with ``return_position_ids``): ``int64[max_sequence_length]``, restarting at 0 where an episode
   starts inside the sample, 0 on padding;
 * ``segment_offsets`` (with ``return_segment_offsets``): ``int64[n_segments + 1]``, the half-open token ranges of
@@ -33,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -154,6 +155,11 @@ class FSLDatasetConfig:
         on_image_error: ``"raise"`` (default) raises the frame engine's typed error; ``"skip"`` leaves ``None`` in
             the image's place (keeping one entry per image) and counts it in :attr:`FSLDataset.image_stats`
             (an :class:`ImageStats`).
+        image_size: ``(height, width)``: decode every frame straight to this size (the resize happens inside the
+            decoder's colour conversion) and return ``(H, W, 3)`` uint8 arrays instead of PIL images: the fast pixel
+            path for a model's fixed input size (``ImageLayout.image_size``; see ``owa.data.pixels``).
+        image_resample: the resize filter for ``image_size``: ``"bicubic"`` (default; InternVL, Qwen2-VL),
+            ``"lanczos"`` (SmolVLM), ``"bilinear"`` or ``"area"``.
 
     Raises:
         ValueError: invalid ``pad_token_id``, ``max_sequence_length``, ``log_every`` or ``on_image_error``.
@@ -168,6 +174,8 @@ class FSLDatasetConfig:
     log_every: int | None = 30
     media_policy: MediaPolicy = DEFAULT_MEDIA_POLICY
     on_image_error: OnError = "raise"
+    image_size: tuple[int, int] | None = None
+    image_resample: Literal["bilinear", "bicubic", "lanczos", "area"] = "bicubic"
 
     def __post_init__(self) -> None:
         if not _is_integer(self.pad_token_id) or self.pad_token_id < 0:
@@ -187,6 +195,9 @@ class FSLDatasetConfig:
         check_on_error(self.on_image_error, name="on_image_error")
         if not isinstance(self.media_policy, MediaPolicy):
             raise ValueError(f"Invalid media_policy ({self.media_policy!r}). It must be a MediaPolicy.")
+        from owa.data.frames.backend import check_size
+
+        object.__setattr__(self, "image_size", check_size(self.image_size, self.image_resample))
         # numpy integers (e.g. from a saved config) become plain ints; 0 and None both mean "no logging".
         object.__setattr__(self, "pad_token_id", int(self.pad_token_id))
         object.__setattr__(self, "max_sequence_length", int(self.max_sequence_length))
@@ -222,7 +233,8 @@ class FSLDataset:
         config: the settings, an :class:`FSLDatasetConfig`. Optional: the same settings can be given as keywords.
         **options: fields of :class:`FSLDatasetConfig` (``pad_token_id``, ``max_sequence_length``, ``load_images``,
             ``episode_aware``, ``return_position_ids``, ``return_segment_offsets``, ``log_every``, ``media_policy``,
-            ``on_image_error``; see there). With a ``config``, keywords override its fields; without one,
+            ``on_image_error``, ``image_size``, ``image_resample``; see there). With a ``config``, keywords override
+            its fields; without one,
             ``pad_token_id`` and ``max_sequence_length`` are required. ``FSLDataset(ds, pad_token_id=...,
             max_sequence_length=1024)`` is the spec's call.
 
@@ -509,7 +521,7 @@ class FSLDataset:
             sample["images"] = images[position : position + count]
             position += count
         if self.load_images:
-            rgb_bytes = sum(image.width * image.height * 3 for image in images if image is not None)
+            rgb_bytes = sum(_image_bytes(image) for image in images if image is not None)
         if self._throughput is not None:
             tokens = sum(sample["total_token_count"] for sample in samples)
             self._throughput.update(len(samples), tokens, len(images), rgb_bytes)
@@ -553,11 +565,19 @@ class FSLDataset:
         from PIL import Image
 
         from owa.data.frames import DecodeStats, decode_screens
+        from owa.data.frames.images import enable_pillow_block_cache
 
-        _enable_pillow_block_cache()
+        enable_pillow_block_cache()
         stats = DecodeStats()
         try:
-            frames = decode_screens(screens, policy=self.media_policy, on_error=self.on_image_error, stats=stats)
+            frames = decode_screens(
+                screens,
+                policy=self.media_policy,
+                on_error=self.on_image_error,
+                stats=stats,
+                size=self.config.image_size,
+                resample=self.config.image_resample,
+            )
         except OWADataError as e:
             raise self._locate(e, screens, owners) from e
         finally:
@@ -567,6 +587,8 @@ class FSLDataset:
                 error_counts=stats.errors,
                 last_error=stats.last_error,
             )
+        if self.config.image_size is not None:
+            return frames  # already the model's size: no PIL round trip
         return [None if frame is None else Image.fromarray(frame) for frame in frames]
 
     def _locate(
@@ -608,30 +630,8 @@ class FSLDataset:
         )
 
 
-_PILLOW_CACHE_BYTES = 256 * 1024 * 1024
-_pillow_cache_checked = False
-
-
-def _enable_pillow_block_cache() -> None:
-    """Let Pillow reuse freed image memory, unless the application configured Pillow's block cache itself.
-
-    Every ``PIL.Image`` of a decoded frame is a fresh multi-megabyte allocation; with Pillow's default (no block
-    cache) each one page-faults its memory in, which costs as much as decoding the frame. Pillow's own knob
-    (``PILLOW_BLOCKS_MAX``) keeps up to N freed blocks for reuse. We set it, once per process, to at most 256 MB of
-    retained blocks, and only when the application has not: set the environment variable ``PILLOW_BLOCKS_MAX``
-    (``0`` to turn caching off) or call ``PIL.Image.core.set_blocks_max`` yourself to take over.
-    """
-    global _pillow_cache_checked
-    if _pillow_cache_checked:
-        return
-    _pillow_cache_checked = True
-    from PIL import Image
-
-    if "PILLOW_BLOCKS_MAX" in os.environ or Image.core.get_blocks_max() != 0:
-        return
-    blocks = max(1, _PILLOW_CACHE_BYTES // Image.core.get_block_size())
-    Image.core.set_blocks_max(blocks)
-    logger.debug("Pillow block cache enabled: up to %d blocks of %d bytes", blocks, Image.core.get_block_size())
+def _image_bytes(image: Any) -> int:
+    return image.nbytes if isinstance(image, np.ndarray) else image.width * image.height * 3
 
 
 class _SampleView(Sequence[FSLSample]):

@@ -19,14 +19,16 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from owa.data.counters import Counters
 from owa.data.distributed import rank_and_world_size
 
-__all__ = ["IGNORE_INDEX", "DistributedFSLSampler", "FSLCollator", "collate_fsl"]
+__all__ = ["IGNORE_INDEX", "CollatorStats", "DistributedFSLSampler", "FSLCollator", "collate_fsl"]
 
 IGNORE_INDEX = -100
 """The label value PyTorch's cross-entropy ignores."""
@@ -82,29 +84,219 @@ def collate_fsl(
     return batch
 
 
+class CollatorStats(Counters):
+    """What :class:`FSLCollator` made of the batches' images, summed over the process and its DataLoader workers
+    (shared memory: :mod:`owa.data.counters`).
+
+    Attributes (ints): ``batches``, ``images`` (frames turned into pixel values), ``blank_images`` (skipped frames,
+    ``None`` in a sample's images, filled with a black frame whose tokens were masked out of the labels),
+    ``batches_without_images`` (collated without ``pixel_values``).
+    """
+
+    SHARED = True
+    TRACKS_ERRORS = False
+
+    batches: int
+    images: int
+    blank_images: int
+    batches_without_images: int
+
+
+PixelsMode = Literal["fast", "processor"]
+_PIECE = re.compile(r"<[^<>\s]+>")
+_MODEL_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "position_ids",
+    "pixel_values",
+    "pixel_attention_mask",
+    "image_grid_thw",
+    "mm_token_type_ids",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class FSLCollator:
-    """:func:`collate_fsl` with fixed settings, as a picklable ``collate_fn`` for DataLoader workers.
+    """:func:`collate_fsl` with fixed settings, as a picklable ``collate_fn`` for DataLoader workers; with a
+    ``processor``, it also turns the samples' frames into the tensors the model's forward takes.
 
     Attributes:
         image_token_id: the image token's id (``EpisodeTokenizer.image_token_id``); its positions get
-            ``ignore_index`` labels. ``None`` masks only padding (and ``image_token_ids``).
+            ``ignore_index`` labels. ``None`` masks only padding (and ``image_token_ids``; with a ``processor``: the
+            processor's image token).
         ignore_index: the label for positions not to train on.
         image_token_ids: more ids whose positions get ``ignore_index`` labels: ``EpisodeTokenizer.image_token_ids``,
             every token of a frame (the layout's prefix, slot and suffix tokens).
+        processor: a transformers processor of SmolVLM/Idefics3, InternVL or Qwen2-VL (see
+            :func:`owa.data.pixels.pixel_spec`). Only its image processor's settings and its tokens are used: the
+            text is never re-tokenized (the samples' ids already hold the image tokens). The batch then has
+            ``pixel_values`` (and ``pixel_attention_mask`` for SmolVLM; ``image_grid_thw`` and
+            ``mm_token_type_ids`` for Qwen2-VL) instead
+            of ``images``; without images in the batch, none of these keys.
+        image_processor: the image processor alone, instead of ``processor`` (then skipped frames mask only their
+            image tokens, not the markers around them).
+        image_size: Qwen2-VL: ``(height, width)`` of every frame (the ``ImageLayout``'s; default each frame's own
+            size, rounded as the processor does, and 252x448 for a skipped frame in a batch without others).
+        pixels: ``"fast"`` (default): resize (unless the frames already have the model's size, e.g. from
+            ``FSLDataset(image_size=...)``) and normalize in torch; ``"processor"``: call the image processor
+            itself on PIL images (exact, slow; for comparison).
+        normalize: with ``"fast"``: normalize in the collator (default, float32 on CPU). False leaves
+            ``pixel_values`` uint8 so that only a quarter of the bytes cross to the GPU; then call
+            :meth:`to_device` (or :func:`owa.data.pixels.normalize`) on the batch there.
+        stats: counts of images, blank (skipped) frames and batches without images, over all workers.
+
+    Raises:
+        UnsupportedProcessorError: a processor whose resize and normalization are unknown, or image splitting on.
     """
 
     image_token_id: int | None = None
     ignore_index: int = IGNORE_INDEX
     image_token_ids: tuple[int, ...] = ()
+    processor: Any = None
+    image_processor: Any = None
+    image_size: tuple[int, int] | None = None
+    pixels: PixelsMode = "fast"
+    normalize: bool = True
+    stats: CollatorStats = dataclasses.field(default_factory=CollatorStats, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.pixels not in ("fast", "processor"):
+            raise ValueError(f"Invalid pixels ({self.pixels!r}). Supported values are 'fast', 'processor'.")
+        source = self.processor if self.processor is not None else self.image_processor
+        spec = None
+        markers: tuple[frozenset[int], int, int, int | None] = (frozenset(), 0, 0, None)
+        token_id = self.image_token_id
+        if source is not None:
+            from owa.data.pixels import pixel_spec
+
+            spec = pixel_spec(source, image_size=self.image_size)
+            token_id, markers = _image_tokens(self.processor, token_id, self.image_size)
+        object.__setattr__(self, "image_token_id", token_id)
+        object.__setattr__(self, "_spec", spec)
+        object.__setattr__(self, "_markers", markers)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.pixels == "fast":  # workers need only the derived settings, not the tokenizer
+            state["processor"] = state["image_processor"] = None
+        return state
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return collate_fsl(
+        batch = collate_fsl(
             samples,
             image_token_id=self.image_token_id,
             ignore_index=self.ignore_index,
             image_token_ids=self.image_token_ids,
         )
+        if self._spec is None:
+            return batch
+        from owa.data.pixels import collate_pixels
+
+        hf = None
+        if self.pixels == "processor":
+            hf = getattr(self.processor, "image_processor", None) or self.image_processor
+        pixels = collate_pixels(batch.pop("images"), self._spec, normalize=self.normalize, image_processor=hf)
+        batch.update(pixels.tensors)
+        if "image_grid_thw" in batch:  # Qwen2-VL's M-RoPE: which positions are image tokens (1) or text (0)
+            batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).to(batch["input_ids"].dtype)
+        *markers, count = self._markers
+        _mask_frames(
+            batch, pixels.token_counts, pixels.blank, self.image_token_id, tuple(markers), self.ignore_index, count
+        )
+        images = sum(len(counts) for counts in pixels.token_counts)
+        self.stats.add(
+            batches=1, images=images, blank_images=len(pixels.blank), batches_without_images=int(images == 0)
+        )
+        return batch
+
+    def to_device(self, batch: dict[str, Any], device: Any, *, dtype: Any = None) -> dict[str, Any]:
+        """The batch's tensors moved to ``device``; uint8 ``pixel_values`` (``normalize=False``) are normalized
+        there (SmolVLM's padding slots stay zero, as the model expects)."""
+        from owa.data.pixels import batch_to_device
+
+        return batch_to_device(batch, self._spec, device, dtype=dtype)
+
+    @staticmethod
+    def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+        """The keys of ``batch`` a model's forward takes (``input_ids``, ``attention_mask``, ``labels``,
+        ``position_ids`` and the pixel tensors), without ``total_token_count`` and ``segment_offsets``."""
+        return {key: batch[key] for key in _MODEL_KEYS if key in batch}
+
+
+def _mask_frames(
+    batch: dict[str, Any],
+    token_counts: list[list[int]],
+    blank: list[tuple[int, int]],
+    image_token_id: int | None,
+    markers: tuple[frozenset[int], int, int],
+    ignore_index: int,
+    count: int | None = None,
+) -> None:
+    """Check each sample's image tokens against its frames, and mask blank (skipped) frames out of the labels:
+    their image tokens and the layout's marker tokens around them (``markers``: their ids, and how many come before
+    and after a frame's image tokens).
+
+    Raises:
+        ValueError: a sample whose image-token count differs from what its frames give the model (the model would
+            fail with a less specific error).
+    """
+    if image_token_id is None:
+        return
+    marker_ids, before, after = markers
+    input_ids = batch["input_ids"].numpy()
+    blanks: dict[int, set[int]] = {}
+    for sample, image in blank:
+        blanks.setdefault(sample, set()).add(image)
+    for sample, sample_counts in enumerate(token_counts):
+        positions = np.flatnonzero(input_ids[sample] == image_token_id)
+        # A fixed count the collator does not know (an image processor without its processor): the sample's share.
+        fixed = (
+            count
+            if count is not None
+            else len(positions) // len(sample_counts)
+            if sample_counts and len(positions) % len(sample_counts) == 0
+            else 0
+        )
+        counts = [fixed if count is None else count for count in sample_counts]
+        if len(positions) != sum(counts):
+            raise ValueError(
+                f"Sample {sample} of the batch has {len(positions)} image tokens but {len(counts)} images that the "
+                f"model gives {sum(counts)} tokens ({counts}). Tokenize with the model's ImageLayout "
+                "(EpisodeTokenizer image_token and image_token_length, or image_layout) and pass the same image_size."
+            )
+        if sample not in blanks:
+            continue
+        row, labels = input_ids[sample], batch["labels"][sample]
+        starts = np.concatenate(([0], np.cumsum(counts)))
+        for image in blanks[sample]:
+            first, last = int(positions[starts[image]]), int(positions[starts[image + 1] - 1])
+            for _ in range(before):
+                if first > 0 and int(row[first - 1]) in marker_ids:
+                    first -= 1
+            for _ in range(after):
+                if last + 1 < len(row) and int(row[last + 1]) in marker_ids:
+                    last += 1
+            labels[first : last + 1] = ignore_index
+
+
+def _image_tokens(
+    processor: Any, token_id: int | None, image_size: Any
+) -> tuple[int | None, tuple[frozenset[int], int, int, int | None]]:
+    """The image token id (the processor's unless given), and the layout's marker ids, how many markers come before
+    and after a frame's image tokens, and the tokens per frame (None where it follows from the frame size)."""
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None:
+        return token_id, (frozenset(), 0, 0, None)
+    from owa.data.image_layout import ImageLayout
+
+    layout = ImageLayout.from_processor(processor, **({"image_size": image_size} if image_size else {}))
+    if token_id is None:
+        token_id = int(tokenizer.convert_tokens_to_ids(layout.token))
+    prefix, suffix = _PIECE.findall(layout.prefix), _PIECE.findall(layout.suffix)
+    ids = frozenset(int(i) for i in tokenizer.convert_tokens_to_ids(prefix + suffix))
+    count = None if layout.patch_size is not None else layout.count
+    return token_id, (ids, len(prefix), len(suffix), count)
 
 
 class DistributedFSLSampler:

@@ -438,9 +438,9 @@ def _make_encoder(
 
 
 def _to_pil(array: np.ndarray) -> Any:
-    from PIL import Image
+    from owa.data.frames.images import to_pil
 
-    return Image.fromarray(array)
+    return to_pil(array)
 
 
 def _public(context: dict[str, Any]) -> dict[str, Any]:

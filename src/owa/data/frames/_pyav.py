@@ -27,7 +27,7 @@ from av.video.reformatter import VideoReformatter
 from owa.data import storage
 from owa.data.errors import FrameDecodeError, MediaError, VideoNotFoundError
 from owa.data.frames import _matroska
-from owa.data.frames.backend import DecoderClosedError
+from owa.data.frames.backend import DecoderClosedError, Resample
 from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, VideoIndex, plan_seeks, ticks_to_ns
 
 __all__ = ["PyAVDecoder", "build_index", "open_container", "read_index"]
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 # or on a false keyframe, before decoding from the start of the stream.
 _MAX_SEEK_RETRIES = 3
 _NOT_A_KEYFRAME = object()
+# swscale's filters for the resampling names (swscale widens each filter when downscaling, as PIL does).
+_SWS_INTERPOLATION = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS", "area": "AREA"}
 
 
 def open_container(location: str) -> av.container.InputContainer:
@@ -380,8 +382,11 @@ class PyAVDecoder:
         state = "closed" if self._closed else f"position={self._position}"
         return f"PyAVDecoder({self.location!r}, frames={self.index.frame_count}, {state})"
 
-    def decode(self, positions: Sequence[int]) -> list[np.ndarray]:
-        """Decode the frames at ``positions`` (ascending, no repeats) to RGB arrays.
+    def decode(
+        self, positions: Sequence[int], *, size: tuple[int, int] | None = None, resample: Resample = "bicubic"
+    ) -> list[np.ndarray]:
+        """Decode the frames at ``positions`` (ascending, no repeats) to RGB arrays, resized to ``size``
+        (``(height, width)``) with the ``resample`` filter inside the one swscale conversion when given.
 
         Raises:
             FrameDecodeError: FFmpeg failed, or no frame at or before a target could be decoded.
@@ -394,7 +399,7 @@ class PyAVDecoder:
             for position in positions:
                 try:
                     frame = self._frame_at(position)
-                    out.append(np.ascontiguousarray(self._to_rgb.reformat(frame, format="rgb24").to_ndarray()))
+                    out.append(self._convert(frame, size, resample))
                 except av.error.FFmpegError as e:
                     self._forget_position()
                     raise FrameDecodeError(
@@ -404,6 +409,17 @@ class PyAVDecoder:
                     self._forget_position()
                     raise
             return out
+
+    def _convert(self, frame: av.VideoFrame, size: tuple[int, int] | None, resample: Resample) -> np.ndarray:
+        if size is None:
+            rgb = self._to_rgb.reformat(frame, format="rgb24")
+        else:
+            # Scaling and colour conversion in one swscale pass: no full-size RGB frame is ever made.
+            height, width = size
+            rgb = self._to_rgb.reformat(
+                frame, format="rgb24", width=width, height=height, interpolation=_SWS_INTERPOLATION[resample]
+            )
+        return np.ascontiguousarray(rgb.to_ndarray())
 
     def close(self) -> None:
         """Close the container (waits for a decode in progress). Idempotent."""

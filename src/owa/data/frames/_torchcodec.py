@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from owa.data.errors import FrameDecodeError, VideoNotFoundError
-from owa.data.frames.backend import DecoderClosedError
+from owa.data.frames.backend import DecoderClosedError, Resample
 from owa.data.frames.index import VideoIndex
 
 __all__ = ["TorchCodecDecoder", "resolve_device"]
@@ -76,8 +76,12 @@ class TorchCodecDecoder:
     def __repr__(self) -> str:
         return f"TorchCodecDecoder({self.location!r}, device={self.device!r}, frames={self.index.frame_count})"
 
-    def decode(self, positions: Sequence[int]) -> list[np.ndarray]:
-        """Decode the frames at ``positions`` (ascending, no repeats) to RGB arrays."""
+    def decode(
+        self, positions: Sequence[int], *, size: tuple[int, int] | None = None, resample: Resample = "bicubic"
+    ) -> list[np.ndarray]:
+        """Decode the frames at ``positions`` (ascending, no repeats) to RGB arrays, resized to ``size``
+        (``(height, width)``) on the decoding device when given (torch's antialiased filters; ``lanczos`` falls back
+        to ``bicubic``)."""
         with self._lock:
             if self._closed:
                 raise DecoderClosedError(self.location)
@@ -102,6 +106,8 @@ class TorchCodecDecoder:
                         pts_ns=self.index.pts_ns(position),
                     )
             data = batch.data
+            if size is not None and tuple(data.shape[1:3]) != size:
+                data = _resize(data, size, resample)
             if data.device.type != "cpu":
                 data = data.cpu()
             array = data.numpy()
@@ -111,3 +117,14 @@ class TorchCodecDecoder:
         with self._lock:
             self._closed = True
             self._decoder = None
+
+
+def _resize(frames: Any, size: tuple[int, int], resample: Resample) -> Any:
+    """Resize ``(N, H, W, 3)`` uint8 frames to ``size`` with torch (antialiased), on their device."""
+    import torch.nn.functional as F
+
+    mode = {"bilinear": "bilinear", "bicubic": "bicubic", "lanczos": "bicubic", "area": "area"}[resample]
+    x = frames.permute(0, 3, 1, 2).float()
+    kwargs = {} if mode == "area" else {"antialias": True, "align_corners": False}
+    x = F.interpolate(x, size=size, mode=mode, **kwargs)
+    return x.round_().clamp_(0, 255).to(frames.dtype).permute(0, 2, 3, 1).contiguous()

@@ -44,9 +44,16 @@ from owa.data.errors import (
     VideoNotFoundError,
     check_on_error,
 )
-from owa.data.frames.backend import BackendName, DecoderClosedError, FrameDecoder, resolve_backend
+from owa.data.frames.backend import (
+    BackendName,
+    DecoderClosedError,
+    FrameDecoder,
+    Resample,
+    check_size,
+    resolve_backend,
+)
 from owa.data.frames.cache import BoundedLRU, DecoderCache
-from owa.data.frames.images import decode_image
+from owa.data.frames.images import decode_image, resize_image
 from owa.data.frames.index import DEFAULT_SEEK_GAP_FRAMES, DEFAULT_TOLERANCE_NS, VideoIndex
 from owa.data.frames.stats import DecodeStats
 from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy
@@ -178,11 +185,19 @@ class FrameEngine:
         *,
         on_error: Literal["raise"] = "raise",
         stats: DecodeStats | None = None,
+        size: tuple[int, int] | None = None,
+        resample: Resample = "bicubic",
     ) -> list[np.ndarray]: ...
 
     @overload
     def decode(
-        self, requests: Sequence[tuple[str, int]], *, on_error: OnError, stats: DecodeStats | None = None
+        self,
+        requests: Sequence[tuple[str, int]],
+        *,
+        on_error: OnError,
+        stats: DecodeStats | None = None,
+        size: tuple[int, int] | None = None,
+        resample: Resample = "bicubic",
     ) -> list[np.ndarray | None]: ...
 
     def decode(
@@ -191,6 +206,8 @@ class FrameEngine:
         *,
         on_error: OnError = "raise",
         stats: DecodeStats | None = None,
+        size: tuple[int, int] | None = None,
+        resample: Resample = "bicubic",
     ) -> list[np.ndarray] | list[np.ndarray | None]:
         """Decode the frame played at each ``(location, pts_ns)``; results come back in request order.
 
@@ -201,6 +218,9 @@ class FrameEngine:
             on_error: ``"raise"`` stops at the first failure; ``"skip"`` returns None for each failed
                 request and counts it in ``stats``.
             stats: where to count decoded and skipped requests.
+            size: ``(height, width)`` to resize every frame to, inside the decoder's colour conversion (one
+                pass; the default None keeps the video's size).
+            resample: the filter for ``size``: ``"bilinear"``, ``"bicubic"`` (default), ``"lanczos"`` or ``"area"``.
 
         Returns:
             ``(height, width, 3)`` uint8 RGB arrays (None only for skipped requests with ``"skip"``).
@@ -212,8 +232,9 @@ class FrameEngine:
             FrameDecodeError: the video is not decodable.
         """
         check_on_error(on_error)
+        size = check_size(size, resample)
         local_stats = DecodeStats()
-        results = self._decode_requests(requests, on_error, local_stats)
+        results = self._decode_requests(requests, on_error, local_stats, size, resample)
         _merge_and_report(local_stats, stats, len(requests))
         return results
 
@@ -232,14 +253,19 @@ class FrameEngine:
     # ----------------------------------------------------------------------------------------------
 
     def _decode_requests(
-        self, requests: Sequence[tuple[str, int]], on_error: OnError, stats: DecodeStats
+        self,
+        requests: Sequence[tuple[str, int]],
+        on_error: OnError,
+        stats: DecodeStats,
+        size: tuple[int, int] | None = None,
+        resample: Resample = "bicubic",
     ) -> list[np.ndarray | None]:
         results: list[np.ndarray | None] = [None] * len(requests)
         groups: dict[str, list[tuple[int, int]]] = {}
         for i, (location, pts_ns) in enumerate(requests):
             groups.setdefault(_normalize_location(location), []).append((i, int(pts_ns)))
         for location, items in groups.items():
-            self._decode_group(location, items, results, on_error, stats)
+            self._decode_group(location, items, results, on_error, stats, (size, resample))
         return results
 
     def _decode_group(
@@ -249,6 +275,7 @@ class FrameEngine:
         results: list[np.ndarray | None],
         on_error: OnError,
         stats: DecodeStats,
+        resize: tuple[tuple[int, int] | None, Resample] = (None, "bicubic"),
     ) -> None:
         try:
             index = self._decoder(location, items[0][1]).index
@@ -272,12 +299,12 @@ class FrameEngine:
         if not positions:
             return
         try:
-            outcomes: list[np.ndarray | MediaError] = list(self._run(location, positions))
+            outcomes: list[np.ndarray | MediaError] = list(self._run(location, positions, resize))
         except MediaError as e:
             self.decoders.evict(location)  # its state is unknown after a failure
             if on_error == "raise":
                 raise
-            outcomes = self._salvage(location, positions, e)
+            outcomes = self._salvage(location, positions, e, resize)
         for position, outcome in zip(positions, outcomes, strict=True):
             slots = by_position[position]
             if isinstance(outcome, MediaError):
@@ -288,24 +315,37 @@ class FrameEngine:
             for n, i in enumerate(slots):
                 results[i] = outcome if n == 0 else outcome.copy()
 
-    def _salvage(self, location: str, positions: list[int], error: MediaError) -> list[np.ndarray | MediaError]:
+    def _salvage(
+        self,
+        location: str,
+        positions: list[int],
+        error: MediaError,
+        resize: tuple[tuple[int, int] | None, Resample] = (None, "bicubic"),
+    ) -> list[np.ndarray | MediaError]:
         """After a failed batch, decode each position on its own so that only the bad frames are lost."""
         logger.debug("Batch decode of %s failed (%s); retrying frame by frame", location, error)
         outcomes: list[np.ndarray | MediaError] = []
         for position in positions:
             try:
-                outcomes.append(self._run(location, [position])[0])
+                outcomes.append(self._run(location, [position], resize)[0])
             except MediaError as e:
                 self.decoders.evict(location)
                 outcomes.append(e)
         return outcomes
 
-    def _run(self, location: str, positions: list[int]) -> list[np.ndarray]:
+    def _run(
+        self,
+        location: str,
+        positions: list[int],
+        resize: tuple[tuple[int, int] | None, Resample] = (None, "bicubic"),
+    ) -> list[np.ndarray]:
         # A decoder can be closed by another thread's eviction between lookup and use: reopen then.
         for _ in range(8):
             decoder = self._decoder(location, None)
             try:
-                return decoder.decode(positions)
+                if resize[0] is None:
+                    return decoder.decode(positions)
+                return decoder.decode(positions, size=resize[0], resample=resize[1])
             except DecoderClosedError:
                 continue
         raise FrameDecodeError("Decoder kept being closed by concurrent evictions", path=location)
@@ -451,6 +491,8 @@ def decode_screens(
     on_error: OnError = "raise",
     stats: DecodeStats | None = None,
     engine: FrameEngine | None = None,
+    size: tuple[int, int] | None = None,
+    resample: Resample = "bicubic",
 ) -> list[np.ndarray | None]:
     """Decode many screen messages at once; frames come back in the order of ``screens``.
 
@@ -463,12 +505,16 @@ def decode_screens(
             frame that failed and counts it in ``stats``.
         stats: where to count decoded and skipped frames.
         engine: the engine to use; default :func:`get_engine`.
+        size: ``(height, width)`` to resize every frame to while it is converted to RGB (decode straight to a
+            model's input size; still images are resized with Pillow's filter of the same name). Default: as stored.
+        resample: the filter for ``size``: ``"bilinear"``, ``"bicubic"`` (default), ``"lanczos"`` or ``"area"``.
 
     Raises:
-        ValueError: an invalid ``on_error``.
+        ValueError: an invalid ``on_error``, ``size`` or ``resample``.
         OWADataError: with ``on_error="raise"``, as for :func:`decode_screen`.
     """
     check_on_error(on_error)
+    size = check_size(size, resample)
     engine = engine if engine is not None else get_engine()
     local_stats = DecodeStats()
     results: list[np.ndarray | None] = [None] * len(screens)
@@ -480,7 +526,8 @@ def decode_screens(
             assert screen.media_ref is not None  # resolve_media raised otherwise
             pts_ns = screen.media_ref.pts_ns
             if pts_ns is None:
-                results[i] = decode_image(media)
+                image = decode_image(media)
+                results[i] = image if size is None else resize_image(image, size, resample)
                 local_stats.decoded += 1
             elif media.kind == "data":
                 raise FrameDecodeError(
@@ -495,7 +542,7 @@ def decode_screens(
             if on_error == "raise":
                 raise
             local_stats.record_error(e)
-    frames = engine._decode_requests(requests, on_error, local_stats)
+    frames = engine._decode_requests(requests, on_error, local_stats, size, resample)
     for i, frame in zip(slots, frames, strict=True):
         results[i] = frame
     _merge_and_report(local_stats, stats, len(screens))
