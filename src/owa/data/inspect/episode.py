@@ -287,6 +287,10 @@ def _describe(topic: str, payload: dict[str, Any]) -> str:
     if topic == "screen":
         media = payload.get("media_ref") or {}
         return f"frame {media.get('uri', '')} @ {(media.get('pts_ns') or 0) / 1e9:.3f}s"
+    if topic == "mouse/state":
+        return f"at ({payload.get('x')}, {payload.get('y')}), buttons {sorted(payload.get('buttons') or [])}"
+    if topic == "keyboard/state":
+        return f"held {[vk_name(vk) for vk in sorted(payload.get('buttons') or []) if isinstance(vk, int)]}"
     if topic == "window":
         return f"{payload.get('title', '')} {payload.get('rect')}"
     return orjson.dumps(payload).decode()[:120]
