@@ -83,7 +83,7 @@ def stats_renderable(stats: dict[str, Any]) -> Group:
     if problems:
         table = Table(title=f"Problems ({len(problems)})")
         for name in ("file", "action", "reason"):
-            table.add_column(name)
+            table.add_column(name, overflow="fold")
         for problem in problems[:MAX_PROBLEMS_SHOWN]:
             table.add_row(str(problem.get("file")), str(problem.get("action")), str(problem.get("reason")))
         if len(problems) > MAX_PROBLEMS_SHOWN:
@@ -93,7 +93,7 @@ def stats_renderable(stats: dict[str, Any]) -> Group:
 
 
 def _overview(stats: dict[str, Any]) -> Table:
-    table = Table(title=f"{stats['kind']}: {stats['path']}", show_header=False)
+    table = Table(title=f"{stats['kind']}: {stats['path']}", show_header=False, title_justify="left")
     table.add_column("what")
     table.add_column("value", justify="right")
     rows: list[tuple[str, Any]] = [
