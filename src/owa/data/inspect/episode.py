@@ -129,7 +129,7 @@ def load_dataset_episode(
             f"Cannot view a {kind} dataset: its rows hold tokens, not events. View the Event Dataset it was made from",
             path=dataset.path,
         )
-    stored = pa.concat_arrays([pc.unique(t.column("episode_path")).combine_chunks() for t in dataset.splits.values()])
+    stored = pa.concat_arrays([pc.unique(t.column("episode_path")) for t in dataset.splits.values()])
     names = list(dict.fromkeys(stored.to_pylist()))
     chosen = _choose_episode(names, episode, episode_root, dataset.path)
     recording = Path(resolve_episode_path(chosen, episode_root))
