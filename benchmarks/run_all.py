@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench_events", "bench_binning", "bench_frames", "bench_tokenize", "bench_fsl")
+BENCHMARKS = ("bench_events", "bench_binning", "bench_frames", "bench_tokenize", "bench_fsl", "bench_stats")
 
 
 def main(argv: list[str] | None = None) -> None:

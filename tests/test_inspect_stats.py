@@ -216,3 +216,12 @@ def test_real_recordings(recordings_dir: Path) -> None:
     assert stats["events_per_topic"]["screen"] == 49 + 33 + 17 + 590
     assert stats["video"]["codecs"] == {"hevc": 3}
     assert [u["episode"] for u in stats["video"]["unreadable"]] == [str(recordings_dir / "ztype-no-video.mcap")]
+
+
+def test_benchmark_quick_mode_counts() -> None:
+    from benchmarks import bench_stats
+
+    figures = bench_stats.main(["--quick"])
+    assert figures["episodes"] == 6
+    assert figures["rows"] == sum(figures["events_per_topic"].values())
+    assert figures["events_per_topic"]["keyboard"] == figures["corpus_keyboard_messages"]  # never thinned

@@ -2,8 +2,8 @@
 
 The input is one table of events: ``episode`` (string), ``topic`` (string), ``timestamp_ns`` (int64) and ``message``
 (the payload JSON, or the Event Dataset's ``mcap_message`` JSON, where the payload sits escaped inside a string).
-Payload fields are read with regular expressions that accept both forms (``"vk":65`` and ``\\"vk\\":65``), run
-only over the rows of the topic they concern.
+Payload fields are read with regular expressions for the form at hand (``"vk":65``, or ``\\"vk\\":65`` inside
+McapMessage JSON), run only over the rows of the topic they concern.
 """
 
 from __future__ import annotations
@@ -16,20 +16,34 @@ import pyarrow.compute as pc
 
 from owa.data.inspect.keys import vk_name
 
-__all__ = ["TOP_KEYS", "event_stats"]
+__all__ = ["TOP_KEYS", "episode_codes", "event_stats"]
 
 TOP_KEYS = 20
 """How many keys ``keys_top`` lists, most pressed first."""
 
-_Q = r'\\?"'  # a JSON quote, escaped or not
-_EVENT_TYPE = _Q + r"event_type" + _Q + r":\s*" + _Q + r"(?P<event_type>\w+)"
-_VK = _Q + r"vk" + _Q + r":\s*(?P<vk>-?\d+)"
-_PRESSED = _Q + r"pressed" + _Q + r":\s*(?P<pressed>true|false|null)"
-_SHAPE = _Q + r"{name}" + _Q + r":\s*\[\s*(?P<w>\d+)\s*,\s*(?P<h>\d+)\s*\]"
+
+def _patterns(wrapped: bool) -> dict[str, str]:
+    """Regexes for payload fields; ``wrapped``: the payload sits escaped inside McapMessage JSON (``\\"vk\\":65``)."""
+    q = r'\\"' if wrapped else '"'
+
+    def field(name: str) -> str:
+        return q + name + q + r":\s*"
+
+    return {
+        "press": field("event_type") + q + "press" + q,
+        "click": field("event_type") + q + "click" + q,
+        "scroll": field("event_type") + q + "scroll" + q,
+        "pressed": field("pressed") + "true",
+        "vk": field("vk") + r"(?P<vk>-?\d+)",
+        "shape": field("shape") + r"\[\s*(?P<w>\d+)\s*,\s*(?P<h>\d+)\s*\]",
+        "source_shape": field("source_shape") + r"\[\s*(?P<w>\d+)\s*,\s*(?P<h>\d+)\s*\]",
+    }
 
 
-def event_stats(events: pa.Table) -> dict[str, Any]:
+def event_stats(events: pa.Table, *, wrapped: bool) -> dict[str, Any]:
     """Episodes, duration, events per topic and rate, keys, clicks, scrolls and screen sizes of ``events``.
+
+    ``wrapped``: ``message`` holds McapMessage JSON (the Event Dataset's ``mcap_message``), not the bare payload.
 
     Returns a JSON-ready dict:
 
@@ -54,39 +68,55 @@ def event_stats(events: pa.Table) -> dict[str, Any]:
         "events_per_second": {t: round(c / duration_s, 3) if duration_s > 0 else None for t, c in counts.items()},
     }
 
-    keyboard = _text(events.filter(pc.equal(topics, "keyboard")).column("message"))
-    key_fields = pc.extract_regex(keyboard, _EVENT_TYPE)
-    presses = pc.equal(pc.struct_field(key_fields, "event_type"), "press")
-    vks = pc.cast(pc.struct_field(pc.extract_regex(keyboard.filter(presses), _VK), "vk"), pa.int64())
+    patterns = _patterns(wrapped)
+    messages = events.column("message")
+
+    def of_topic(topic: str) -> pa.ChunkedArray:
+        return _text(pc.filter(messages, pc.equal(topics, topic)))
+
+    keyboard = of_topic("keyboard")
+    presses = keyboard.filter(pc.match_substring_regex(keyboard, patterns["press"]))
+    vks = pc.cast(pc.struct_field(pc.extract_regex(presses, patterns["vk"]), "vk"), pa.int64())
     vk_counts = _value_counts(vks)
     top = sorted(vk_counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_KEYS]
     stats["key_presses"] = sum(vk_counts.values())
     stats["keys_top"] = [{"vk": vk, "name": vk_name(vk), "presses": n} for vk, n in top]
 
-    mouse = _text(events.filter(pc.equal(topics, "mouse")).column("message"))
-    mouse_type = pc.struct_field(pc.extract_regex(mouse, _EVENT_TYPE), "event_type")
-    click_rows = pc.equal(mouse_type, "click")
-    clicks = mouse.filter(click_rows)
-    pressed = pc.struct_field(pc.extract_regex(clicks, _PRESSED), "pressed")
-    stats["clicks"] = int(pc.sum(pc.equal(pressed, "true")).as_py() or 0)
+    mouse = of_topic("mouse")
+    clicks = mouse.filter(pc.match_substring_regex(mouse, patterns["click"]))
+    stats["clicks"] = _count(pc.match_substring_regex(clicks, patterns["pressed"]))
     stats["click_events"] = len(clicks)
-    stats["scrolls"] = int(pc.sum(pc.equal(mouse_type, "scroll")).as_py() or 0)
+    stats["scrolls"] = _count(pc.match_substring_regex(mouse, patterns["scroll"]))
 
-    screens = _text(events.filter(pc.equal(topics, "screen")).column("message"))
-    stats["screen_resolutions"] = _shapes(screens, "shape")
-    stats["source_resolutions"] = _shapes(screens, "source_shape")
+    screens = of_topic("screen")
+    stats["screen_resolutions"] = _shapes(screens, patterns["shape"])
+    stats["source_resolutions"] = _shapes(screens, patterns["source_shape"])
     return stats
 
 
 def _episode_durations_s(events: pa.Table) -> np.ndarray:
-    if events.num_rows == 0:
-        return np.zeros(0)
-    spans = events.select(["episode", "timestamp_ns"]).group_by("episode").aggregate(
-        [("timestamp_ns", "min"), ("timestamp_ns", "max")]
-    )
-    first = spans.column("timestamp_ns_min").to_numpy()
-    last = spans.column("timestamp_ns_max").to_numpy()
+    """Last minus first event time of each episode, in seconds (rows need not be grouped or sorted)."""
+    codes, count = episode_codes(events.column("episode"))
+    times = events.column("timestamp_ns").to_numpy()
+    first = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
+    np.minimum.at(first, codes, times)
+    np.maximum.at(last, codes, times)
     return (last - first) / 1e9
+
+
+def episode_codes(episodes: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """Each row's episode as an integer code (first-seen order), and the number of episodes."""
+    encoded = pc.dictionary_encode(episodes)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else pa.array([], pa.int32())
+    if isinstance(encoded, pa.DictionaryArray):
+        return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(encoded.dictionary)
+    return np.zeros(0, dtype=np.int64), 0
+
+
+def _count(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.sum(mask).as_py() or 0)
 
 
 def _text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -104,8 +134,8 @@ def _value_counts(values: pa.ChunkedArray | pa.Array) -> dict[Any, int]:
     return dict(sorted(pairs, key=lambda item: item[0]))
 
 
-def _shapes(screens: pa.ChunkedArray | pa.Array, name: str) -> dict[str, int]:
-    found = pc.extract_regex(screens, _SHAPE.format(name=name))
+def _shapes(screens: pa.ChunkedArray | pa.Array, pattern: str) -> dict[str, int]:
+    found = pc.extract_regex(screens, pattern)
     sizes = pc.binary_join_element_wise(pc.struct_field(found, "w"), pc.struct_field(found, "h"), "x")
     counts = _value_counts(sizes)
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))

@@ -72,7 +72,7 @@ def recordings_stats(path: Path, *, max_videos: int) -> dict[str, Any]:
             "message": pa.array(messages, pa.binary()),
         }
     )
-    stats = {"recordings": len(files), **event_stats(table)}
+    stats = {"recordings": len(files), **event_stats(table, wrapped=False)}
     stats["video"] = summarize_videos(first_screens[:max_videos], len(first_screens), max_videos)
     stats["recorded"] = {
         "files_skipped": sum(p["action"] == "skipped" for p in problems),

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from owa.data.inspect.detect import PathKind, detect_dataset_kind, detect_kind, packed_sequence_length
-from owa.data.inspect.event_stats import event_stats
+from owa.data.inspect.event_stats import episode_codes, event_stats
 from owa.data.inspect.saved import SavedDataset, read_saved_dataset
 from owa.data.inspect.video_info import summarize_videos
 
@@ -84,12 +84,12 @@ def collect_stats(
     root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
     if kind == "event":
         events = _event_rows(dataset)
-        stats |= event_stats(events)
+        stats |= event_stats(events, wrapped=True)
         stats["video"] = _dataset_videos(events, root, max_videos)
         stats |= _conversion_report(dataset)
     elif kind == "binned":
         events = _binned_rows(dataset)
-        stats |= event_stats(events)
+        stats |= event_stats(events, wrapped=True)
         stats["video"] = _dataset_videos(events, root, max_videos)
         stats |= _binned_facts(dataset)
     else:
@@ -171,9 +171,8 @@ def _conversion_report(dataset: SavedDataset) -> dict[str, Any]:
 def _dataset_videos(events: pa.Table, root: str, max_videos: int) -> dict[str, Any]:
     """Codec, fps and keyframe interval of the videos of the first ``max_videos`` episodes with screens."""
     screens = events.filter(pc.equal(events.column("topic"), "screen"))
-    numbered = screens.select(["episode"]).append_column("row", pa.array(np.arange(screens.num_rows)))
-    first = numbered.group_by("episode").aggregate([("row", "min")])  # each episode's first screen
-    rows = np.sort(first.column("row_min").to_numpy())[:max_videos]
+    codes, episodes = episode_codes(screens.column("episode"))
+    rows = np.sort(np.unique(codes, return_index=True)[1])[:max_videos]  # each episode's first screen
     from owa.data.episode_paths import resolve_episode_path
     from owa.data.messages import McapMessage
 
@@ -183,7 +182,7 @@ def _dataset_videos(events: pa.Table, root: str, max_videos: int) -> dict[str, A
         blob = screens.column("message")[row].as_py()
         message = McapMessage.model_validate_json(blob).with_source(resolve_episode_path(episode, root))
         found.append((episode, message))
-    return summarize_videos(found, first.num_rows, max_videos)
+    return summarize_videos(found, episodes, max_videos)
 
 
 # --------------------------------------------------------------------------------------------------
