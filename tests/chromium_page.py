@@ -3,6 +3,7 @@ console errors and uncaught exceptions, and evaluate JavaScript in it. Test help
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -94,8 +95,10 @@ def run_page(url: str, expressions: list[str], *, chromium: str, timeout: float 
         os.dup2(b, 4)
 
     profile = tempfile.mkdtemp(prefix="owa-chromium-")
-    command = [chromium, "--headless=new", "--disable-gpu", "--no-sandbox", "--no-first-run",
-               "--disable-extensions", "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]  # fmt: skip
+    command = [
+        *(chromium, "--headless=new", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions"),
+        *("--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"),
+    ]
     process = subprocess.Popen(
         command, preexec_fn=child_fds, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -120,10 +123,8 @@ def run_page(url: str, expressions: list[str], *, chromium: str, timeout: float 
             if "exceptionDetails" in result:
                 raise RuntimeError(f"{expression!r} threw: {result['exceptionDetails']}")
             values.append(result["result"].get("value"))
-        try:
-            pipe.call("Runtime.evaluate", {"expression": "1"}, session=session, timeout=5)  # flush pending events
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):  # one more round trip: events sent before it have arrived
+            pipe.call("Runtime.evaluate", {"expression": "1"}, session=session, timeout=5)
         errors = []
         for event in pipe.events:
             method, params = event.get("method"), event.get("params", {})
@@ -133,10 +134,8 @@ def run_page(url: str, expressions: list[str], *, chromium: str, timeout: float 
                 errors.append(json.dumps(params.get("args", []))[:500])
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 errors.append(params["entry"].get("text", "")[:500])
-        try:
+        with contextlib.suppress(OSError):
             pipe.send("Browser.close")
-        except OSError:
-            pass
         return PageRun(errors, values)
     finally:
         try:

@@ -16,7 +16,8 @@ CONFIG = SampleConfig(seconds=4, codec="h264", width=160, height=120, keyframe_i
 
 def write_episodes(folder: Path, count: int = 3) -> list[SampleEpisode]:
     return [
-        write_sample_episode(folder, f"ep{i}", SampleConfig(**{**_fields(CONFIG), "seed": 11 + i})) for i in range(count)
+        write_sample_episode(folder, f"ep{i}", SampleConfig(**{**_fields(CONFIG), "seed": 11 + i}))
+        for i in range(count)
     ]
 
 

@@ -157,7 +157,8 @@ def test_tokenized_and_packed(corpus: dict[str, Any], tmp_path: Path) -> None:
     stats = collect_stats(folder)
     assert stats["kind"] == "tokenized" and stats["packing"] is None
     assert stats["tokens_per_event"] == {
-        kind: {"events": len(v), "tokens": sum(v), "mean": round(sum(v) / len(v), 3)} for kind, v in sorted(per_type.items())
+        kind: {"events": len(v), "tokens": sum(v), "mean": round(sum(v) / len(v), 3)}
+        for kind, v in sorted(per_type.items())
     }
     assert stats["images_per_sample"] == pytest.approx(len(per_type["screen"]) / len(tokenized), abs=1e-3)
 

@@ -1,4 +1,7 @@
-"""``owa-data stats``: what a folder of recordings or a dataset holds. Errors and exit codes: see :mod:`owa.data.cli`."""
+"""``owa-data stats``: what a folder of recordings or a dataset holds.
+
+Errors and exit codes: see :mod:`owa.data.cli`.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ def stats_command(
     ] = False,
     max_sequence_length: Annotated[
         int | None,
-        typer.Option("--max-sequence-length", help="For a tokenized dataset: compute packing efficiency at this length."),
+        typer.Option(
+            "--max-sequence-length", help="For a tokenized dataset: compute packing efficiency at this length."
+        ),
     ] = None,
     episode_aware: Annotated[
         bool, typer.Option("--episode-aware", help="Pack so that no sample spans two episodes (as FSLDataset).")

@@ -29,7 +29,9 @@ def view_command(
         Path | None, typer.Option("--episode-root", help="Folder relative episode_path values resolve against.")
     ] = None,
     start: Annotated[float, typer.Option("--start", help="Seconds after the first event.")] = 0.0,
-    end: Annotated[float | None, typer.Option("--end", help="Seconds after the first event (default: the last).")] = None,
+    end: Annotated[
+        float | None, typer.Option("--end", help="Seconds after the first event (default: the last).")
+    ] = None,
     every: Annotated[float, typer.Option("--every", help="Seconds between sampled frames.")] = 1.0,
     max_frames: Annotated[int, typer.Option("--max-frames", help="Refuse to sample more frames.")] = DEFAULT_MAX_FRAMES,
 ) -> None:

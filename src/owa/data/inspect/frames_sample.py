@@ -55,7 +55,9 @@ class SampledFrame:
         return (px, py) if 0 <= px < width and 0 <= py < height else None
 
 
-def sample_times_ns(timeline: EpisodeTimeline, start_s: float, end_s: float, every_s: float, max_frames: int) -> list[int]:
+def sample_times_ns(
+    timeline: EpisodeTimeline, start_s: float, end_s: float, every_s: float, max_frames: int
+) -> list[int]:
     """Sample times ``start + k * every`` in ``[start, end)`` seconds after the episode's first event, as ns.
 
     Raises:

@@ -142,7 +142,8 @@ main { display: flex; gap: 12px; padding: 12px; align-items: flex-start; }
 #stage { position: relative; display: inline-block; max-width: 100%; background: #ddd; min-height: 60px; }
 #frame { display: block; max-width: 100%; }
 #pointer { position: absolute; width: 18px; height: 18px; margin: -9px 0 0 -9px; pointer-events: none;
-  background: linear-gradient(#f0f, #f0f) center / 3px 100% no-repeat, linear-gradient(#f0f, #f0f) center / 100% 3px no-repeat;
+  background: linear-gradient(#f0f, #f0f) center / 3px 100% no-repeat,
+    linear-gradient(#f0f, #f0f) center / 100% 3px no-repeat;
   filter: drop-shadow(0 0 1px #000); }
 #log { flex: 2; max-height: 80vh; overflow-y: auto; border: 1px solid #ccc; }
 table { border-collapse: collapse; width: 100%; font: 12px ui-monospace, monospace; }

@@ -211,7 +211,10 @@ def _token_stats(dataset: SavedDataset, kind: PathKind, length: int | None, epis
     per_type = {
         name: {"events": count, "tokens": total, "mean": round(mean, 3)}
         for name, count, total, mean in sorted(
-            zip(*(grouped.column(c).to_pylist() for c in ("type", "tokens_count", "tokens_sum", "tokens_mean")))
+            zip(
+                *(grouped.column(c).to_pylist() for c in ("type", "tokens_count", "tokens_sum", "tokens_mean")),
+                strict=True,
+            )
         )
     }
     images = int(pc.sum(pc.list_value_length(table.column("images"))).as_py() or 0)

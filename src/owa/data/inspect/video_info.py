@@ -101,4 +101,3 @@ def summarize_videos(screens: list[tuple[str, Any]], episodes_with_screens: int,
         "videos": videos,
         "unreadable": unreadable,
     }
-

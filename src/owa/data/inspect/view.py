@@ -76,9 +76,7 @@ def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError(
-            "owa-data view needs matplotlib. Install it with: pip install 'owa-data[view]'"
-        ) from e
+        raise ImportError("owa-data view needs matplotlib. Install it with: pip install 'owa-data[view]'") from e
     return matplotlib
 
 
@@ -167,7 +165,10 @@ def render_view(
     colors = _cycle_colors(len(key_rows))
     for row, vk in enumerate(key_rows):
         spans = [
-            (sec(max(k.press_ns, lo)), sec(min(k.release_ns if k.release_ns is not None else hi, hi)) - sec(max(k.press_ns, lo)))
+            (
+                sec(max(k.press_ns, lo)),
+                sec(min(k.release_ns if k.release_ns is not None else hi, hi)) - sec(max(k.press_ns, lo)),
+            )
             for k in keys
             if k.vk == vk
         ]
