@@ -6,7 +6,15 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("bench_events", "bench_binning", "bench_frames", "bench_tokenize", "bench_fsl", "bench_pixels")
+BENCHMARKS = (
+    "bench_events",
+    "bench_binning",
+    "bench_frames",
+    "bench_tokenize",
+    "bench_fsl",
+    "bench_pixels",
+    "bench_stats",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
