@@ -71,6 +71,10 @@ class TokenizeBatch:
         is_first, is_last: per row of the mapped dataset, whether it starts or ends an episode.
         episode_root: the folder relative episode paths resolve against.
         on_error: ``"raise"`` or ``"skip"``.
+        shift_ns: per row of the mapped dataset, what to add to the message's timestamp before encoding it, or
+            None for nothing (an action offset moves actions later: :mod:`owa.data.action_offset`).
+        source_rows: per row of the mapped dataset, the input row it came from (to name it in errors), or None
+            when they are the same.
     """
 
     def __init__(
@@ -85,6 +89,8 @@ class TokenizeBatch:
         is_last: np.ndarray,
         episode_root: str,
         on_error: OnError = "raise",
+        shift_ns: np.ndarray | None = None,
+        source_rows: np.ndarray | None = None,
     ) -> None:
         self.encode = encode
         self.encoder_stats = encoder_stats
@@ -95,6 +101,8 @@ class TokenizeBatch:
         self.is_last = is_last
         self.episode_root = episode_root
         self.on_error = on_error
+        self.shift_ns = shift_ns
+        self.source_rows = source_rows
 
     def __call__(self, batch: pa.Table, indices: list[int]) -> pa.Table:
         encode = self.encode
@@ -102,6 +110,10 @@ class TokenizeBatch:
         paths = batch.column("episode_path").to_pylist()
         messages = batch.column("mcap_message").to_pylist()
         rows = np.asarray(indices, dtype=np.int64)
+        if self.shift_ns is not None:
+            messages = _shift_timestamps(messages, self.shift_ns[rows])
+        if self.source_rows is not None:
+            indices = self.source_rows[rows].tolist()
 
         sources = {path: resolve_episode_path(path, self.episode_root) for path in set(paths)}
         image_token = self.layout.token
@@ -168,6 +180,25 @@ class TokenizeBatch:
                 **stat_columns,
             }
         )
+
+
+def _shift_timestamps(messages: list[Any], shift_ns: np.ndarray) -> list[Any]:
+    """The serialized messages with ``shift_ns`` added to their ``timestamp`` (where it is not 0).
+
+    A message that is not a JSON object with an integer timestamp is left as it is: the encoder reports it, with
+    its row.
+    """
+    import orjson
+
+    for i in np.flatnonzero(shift_ns).tolist():
+        try:
+            envelope = orjson.loads(messages[i])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(envelope, dict) and type(envelope.get("timestamp")) is int:
+            envelope["timestamp"] += int(shift_ns[i])
+            messages[i] = orjson.dumps(envelope)
+    return messages
 
 
 def stat_features(encoder_counters: Sequence[str]) -> dict[str, Any]:

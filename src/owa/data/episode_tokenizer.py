@@ -45,6 +45,7 @@ from owa.data._tokenize_batch import (
     sum_skips,
     usable_cores,
 )
+from owa.data.action_offset import event_order, offset_ns
 from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.encoders import EventEncoder, encoder_class
 from owa.data.encoders.base import token_words
@@ -357,7 +358,8 @@ class EpisodeTokenizer:
             ``tokenizer.encode(text, add_special_tokens=False)``), the screen references (one per frame) and
             ``len(token_ids)``.
 
-        With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording.
+        With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording. With an action
+        offset, an action's tokens encode its time plus ``action_offset_s``, as in :meth:`tokenize_event_dataset`.
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
@@ -365,6 +367,9 @@ class EpisodeTokenizer:
             ValueError: frame space and a message without ``source_path``.
         """
         lookup = self._token_lookup()
+        if self.config.action_offset_s and mcap_message.topic in self.config.action_topics:
+            shifted = mcap_message.timestamp + offset_ns(self.config.action_offset_s)
+            mcap_message = mcap_message.model_copy(update={"timestamp": shifted})
         if self._frame_space is not None:
             if mcap_message.source_path is None:
                 raise ValueError(
@@ -393,6 +398,12 @@ class EpisodeTokenizer:
         Episodes are runs of rows with the same ``episode_path`` (as stage 1 writes them). The first event of
         every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it.
 
+        With ``action_offset_s`` (τ > 0) the rows of each episode segment (same ``episode_path``, and same
+        ``interval`` when the dataset has that column) are put in sequence order first: every action (a topic of
+        ``action_topics``) comes after the events of the next τ seconds and its tokens encode its time plus τ
+        (:mod:`owa.data.action_offset` has the exact rule, at both ends of a segment). This needs the columns
+        ``timestamp_ns`` and ``topic``. With τ = 0 (the default) nothing moves.
+
         Args:
             dataset: an Event Dataset split (columns ``episode_path`` and ``mcap_message``; others are dropped).
             episode_root: the folder relative ``episode_path`` values resolve against (stage 1 with ``relative_to``);
@@ -409,11 +420,13 @@ class EpisodeTokenizer:
         Returns:
             A dataset with columns ``episode_path`` (string), ``text`` (string), ``token_ids`` (list of int32),
             ``images`` (list of :func:`serialize_screen` strings, one per image-token group) and
-            ``total_token_count`` (int64), row for row (less the rows skipped).
+            ``total_token_count`` (int64), row for row (less the rows skipped); with an action offset, row ``i`` is
+            the event at sequence position ``i`` (:func:`owa.data.action_offset.event_order` gives the mapping).
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
-            DatasetError: a missing column, or an episode whose rows are not contiguous (names the episode).
+            DatasetError: a missing column (``timestamp_ns`` and ``topic`` too with an action offset), or an episode
+                whose rows are not contiguous (names the episode).
             EncodingError: an event the encoder cannot encode (e.g. a window event), naming the row and episode,
                 with ``on_error="raise"``.
             RecordingError, MediaError: with ``pointer_space="frame"``, an episode's capture cannot be read.
@@ -438,6 +451,14 @@ class EpisodeTokenizer:
         elif num_proc <= 0:
             raise ValueError(f"Invalid num_proc ({num_proc}). It must be a positive integer or None.")
 
+        shift_ns = source_rows = None
+        if self.config.action_offset_s and len(dataset):  # actions move later: rows in sequence order
+            sequence = event_order(dataset, self.config.action_offset_s, self.config.action_topics)
+            shift_ns = np.where(sequence.is_action, offset_ns(self.config.action_offset_s), 0)
+            source_rows = sequence.order
+            if not np.array_equal(sequence.order, np.arange(len(dataset))):
+                dataset = dataset.select(sequence.order)
+
         root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
         worker = TokenizeBatch(
             encode=(self._frame_space or self.encoder).encode_serialized,
@@ -449,6 +470,8 @@ class EpisodeTokenizer:
             is_last=is_last,
             episode_root=root,
             on_error=on_error,
+            shift_ns=shift_ns,
+            source_rows=source_rows,
         )
         list_type = getattr(datasets, "List", datasets.Sequence)
         features = datasets.Features(
@@ -573,6 +596,11 @@ class EpisodeTokenizer:
           (the prompt's); the first generated event is placed at or after it. An event still open at the end is not
           an error but the result's :attr:`DecodedEvents.tail`, to decode again once the model has continued it.
 
+        With an action offset τ (``action_offset_s``), the times given are the sequence's, the times the tokens
+        encode (an action's recorded time plus τ: :func:`owa.data.action_offset.event_order` gives them for an
+        Event Dataset); unwrapping runs on those, then τ is taken off every action, so the events come back with
+        their recorded times, in sequence order (an action after the frames of the τ seconds that followed it).
+
         Malformed input is never turned into events: an event the encoder rejects, a frame that is not exactly the
         layout, an ``<EVENT_START>`` before the previous event's ``<EVENT_END>``, or event tokens outside an event.
         ``on_error="raise"`` (default) raises on the first; ``"skip"`` drops each, counts it in
@@ -618,6 +646,8 @@ class EpisodeTokenizer:
             token_ids,
             decoder=decoder,
             unwrap=getattr(self.encoder, "unwrap_timestamps", None),
+            action_offset_ns=offset_ns(self.config.action_offset_s),
+            action_topics=self.config.action_topics,
             start_timestamp_ns=start_timestamp_ns,
             last_timestamp_ns=last_timestamp_ns,
             images=images,

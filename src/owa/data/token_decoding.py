@@ -9,7 +9,7 @@ start. Malformed spans are raised or counted (``on_error``), never turned into e
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -91,6 +91,8 @@ class TokenDecoder:
         last_timestamp_ns: int | None,
         images: Sequence[ScreenCaptured] | None,
         on_error: OnError,
+        action_offset_ns: int = 0,
+        action_topics: Collection[str] = (),
     ) -> DecodedEvents:
         """The events of ``token_ids``, as :meth:`EpisodeTokenizer.decode` documents (its arguments are checked).
 
@@ -98,6 +100,7 @@ class TokenDecoder:
             decoder: decodes one event's text.
             unwrap: the encoder's ``unwrap_timestamps`` (wrapped times, start time -> absolute), None when its
                 times are absolute.
+            action_offset_ns: the action offset; taken off the (unwrapped) times of ``action_topics`` events.
         """
         event_start, event_end = self.token_to_id[EVENT_START], self.token_to_id[EVENT_END]
         outside_ok = self.outside_ok
@@ -153,6 +156,11 @@ class TokenDecoder:
             start_ns = last_timestamp_ns if last_timestamp_ns is not None else start_timestamp_ns or 0
             times = unwrap([m.timestamp for m in messages], start_ns)
             messages = [m.model_copy(update={"timestamp": t}) for m, t in zip(messages, times, strict=True)]
+        if action_offset_ns:  # back from the sequence's clock to the recorded times
+            messages = [
+                m.model_copy(update={"timestamp": m.timestamp - action_offset_ns}) if m.topic in action_topics else m
+                for m in messages
+            ]
         return DecodedEvents(messages, tail=tail, skipped=skipped)
 
     def collapse_frames(self, text: str) -> tuple[str, int]:

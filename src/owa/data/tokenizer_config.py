@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from owa.data.action_offset import DEFAULT_ACTION_TOPICS, check_offset
 from owa.data.encoders import EncoderConfig, encoder_class
 from owa.data.errors import ImageLayoutError
 from owa.data.image_layout import ImageLayout, PresetName
@@ -43,6 +44,12 @@ class EpisodeTokenizerConfig:
         pointer_space: ``"screen"`` (default, the spec's): mouse positions in desktop pixels, normalized by the
             encoder's ``screen_size``. ``"frame"``: in the captured frame's pixels, normalized by the frame size
             (:mod:`owa.data.pointer_space`; needs each episode's ``.mcap``); decoding then gives frame pixels.
+        action_offset_s: the inverse-dynamics action offset τ in seconds (default 0: off). Each action event is
+            moved τ later in the sequence, after the frames of the next τ seconds, and its tokens encode its time
+            plus τ; decoding gives the recorded time back (:mod:`owa.data.action_offset` has the exact rule).
+            The D2E paper's generalist inverse-dynamics model uses 0.1.
+        action_topics: the topics the offset moves (default ``("keyboard", "mouse", "mouse/raw")``); stored as a
+            tuple.
 
     Raises:
         ValueError: an invalid value, an unknown ``encoder_type``, or an ``encoder_config`` of another encoder or
@@ -60,9 +67,19 @@ class EpisodeTokenizerConfig:
     encoder_config: EncoderConfig | None = None
     pointer_space: PointerSpace = "screen"
     image_layout: ImageLayout | PresetName | None = None
+    action_offset_s: float = 0.0
+    action_topics: tuple[str, ...] = DEFAULT_ACTION_TOPICS
 
     def __post_init__(self) -> None:
         check_pointer_space(self.pointer_space)
+        check_offset(self.action_offset_s)
+        topics = self.action_topics
+        if isinstance(topics, str) or not all(isinstance(t, str) and t for t in topics):
+            raise ValueError(
+                f"Invalid action_topics ({topics!r}). It must be a sequence of topic names, such as "
+                f"{DEFAULT_ACTION_TOPICS!r}."
+            )
+        object.__setattr__(self, "action_topics", tuple(topics))
         length = self.image_token_length
         if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
             raise ValueError(
@@ -210,6 +227,7 @@ class EpisodeTokenizerConfig:
         for name in ("encoder_config", "image_layout"):
             if fields[name] is not None:
                 fields[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in fields[name].items()}
+        fields["action_topics"] = list(self.action_topics)
         return fields
 
     @classmethod
