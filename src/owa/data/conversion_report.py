@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from owa.data.errors import MessageValidationError
+from owa.data.media_check import MediaProblem
 from owa.data.recordings.reader import ReadReport
 
 __all__ = ["MAX_EXAMPLES", "REPORT_FILENAME", "EventDatasetReport", "FileResult", "describe_damage"]
@@ -42,6 +43,7 @@ class FileResult:
     bad_examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the first few, see MAX_EXAMPLES
     unknown_types: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (message_type, topic)
     events_invalid: Counter[str] = dataclasses.field(default_factory=Counter)  # bad or unknown type, per topic
+    media_problems: list[MediaProblem] = dataclasses.field(default_factory=list)  # see owa.data.media_check
     table: pa.Table | None = None
 
     @property
@@ -84,6 +86,7 @@ class EventDatasetReport:
     rows_per_split: dict[str, int] = dataclasses.field(default_factory=dict)
     problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     symlink_loops: list[str] = dataclasses.field(default_factory=list)
+    media: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per recording with media problems
     seconds: float = 0.0
 
     def add(self, result: FileResult) -> None:
@@ -111,6 +114,21 @@ class EventDatasetReport:
                     for (message_type, topic), count in sorted(result.unknown_types.items())
                 ]
             self.problems.append(problem)
+        if result.media_problems:
+            self.media.append(
+                {"file": result.path, "split": result.split, "problems": [p.to_json() for p in result.media_problems]}
+            )
+
+    def media_totals(self) -> dict[str, int]:
+        """Videos missing, videos that cannot be opened, screen messages outside their video: over all recordings."""
+        totals = {"videos_missing": 0, "videos_unreadable": 0, "screen_messages_out_of_range": 0}
+        for entry in self.media:
+            for problem in entry["problems"]:
+                if problem["kind"] == "out_of_range":
+                    totals["screen_messages_out_of_range"] += problem["screen_messages"]
+                else:
+                    totals[f"videos_{problem['kind']}"] += 1
+        return totals
 
     def add_duplicate(self, path: str, kept: str, split: str) -> None:
         """List ``path``, not converted because it is the same file as ``kept``."""
@@ -143,6 +161,14 @@ class EventDatasetReport:
                 for e in p.get("bad_message_examples", ())
             )
         lines.extend(f"  symlink loop not followed: {path}" for path in self.symlink_loops)
+        if self.media:
+            totals = self.media_totals()
+            lines.append(
+                f"media: {totals['videos_missing']} video(s) missing, {totals['videos_unreadable']} cannot be opened, "
+                f"{totals['screen_messages_out_of_range']} screen message(s) outside their video"
+            )
+            for entry in self.media:
+                lines.extend(f"  media: {entry['file']} — {p['summary']}" for p in entry["problems"])
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -158,6 +184,8 @@ class EventDatasetReport:
             "rows_per_split": self.rows_per_split,
             "problems": self.problems,
             "symlink_loops": self.symlink_loops,
+            "media": self.media,
+            "media_totals": self.media_totals(),
             "seconds": round(self.seconds, 3),
         }
 

@@ -17,6 +17,10 @@ The rules, in one place:
   a dataset never holds a row that fails later at tokenization. Rows that fail are counted per recording
   with examples (topic, timestamp, reason); rows of an unknown message type are counted by (type, topic).
   ``strict=True`` makes the first one fatal (:class:`MessageValidationError`).
+* **Media** (:mod:`owa.data.media_check`). With ``check_media`` (default), each video the kept screen
+  messages point to is opened once and its packet index read (no decoding), under training's rules (media
+  policy, played-at tolerance). Missing videos, videos that cannot be opened and screen messages outside
+  their video are listed per recording with counts; ``strict=True`` makes the first one fatal.
 * **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
   folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
   transforms). The choice is saved in the report.
@@ -50,7 +54,8 @@ from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, File
 from owa.data.dataset_io import write_split_metadata
 from owa.data.discovery import discover_recordings, split_recordings
 from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
-from owa.data.messages import MESSAGE_TYPES, dump_mcap_message_json
+from owa.data.media_check import check_media
+from owa.data.messages import MESSAGE_TYPES, ScreenCaptured, dump_mcap_message_json
 from owa.data.rate import DEFAULT_RATES_HZ, RAW_MOUSE_TYPE, RateLimiter, is_continuous_sample, parse_rates
 from owa.data.recordings.reader import OWAMcapReader
 from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
@@ -78,6 +83,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
 
 
+_SCREEN_TYPE = ScreenCaptured.message_type
+
 # The schema lives in owa.data.schema (kept as data: stage 1 and its workers never import ``datasets``).
 _ARROW_SCHEMA = arrow_schema(EVENT_FEATURES_DICT)
 
@@ -87,7 +94,8 @@ class EventDatasetConfig:
     """Everything stage 1 needs; the script, the CLI and the Python API all build this one object.
 
     ``rates_hz`` maps topic → maximum rate of continuous samples (Hz). ``test_percent`` is a fraction in
-    ``[0, 1)`` used only without ``test_dir``. ``num_workers`` 0 means one per CPU core.
+    ``[0, 1)`` used only without ``test_dir``. ``num_workers`` 0 means one per CPU core. ``check_media``
+    opens each video the kept screen messages point to and checks their times (:mod:`owa.data.media_check`).
     """
 
     train_dir: Path
@@ -101,6 +109,7 @@ class EventDatasetConfig:
     strict: bool = False
     overwrite: bool = False
     relative_to: Path | None = None
+    check_media: bool = True
 
     def __post_init__(self) -> None:
         for topic, rate in self.rates_hz.items():
@@ -136,6 +145,7 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     path, stored_path, split, config = task
     result = FileResult(path=path, split=split)
     limiter = RateLimiter(config.rates_hz)
+    media_refs: dict[str, list[int | None]] | None = {} if config.check_media else None
     topics: list[str] = []
     times: list[int] = []
     types: list[str] = []
@@ -173,6 +183,8 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 if data is None:
                     continue
                 result.events_kept[topic] += 1
+                if message_type == _SCREEN_TYPE and media_refs is not None and (ref := payload.get("media_ref")):
+                    media_refs.setdefault(ref["uri"], []).append(ref.get("pts_ns"))
                 topics.append(topic)
                 times.append(timestamp_ns)
                 types.append(message_type)
@@ -213,6 +225,10 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         ],
         schema=_ARROW_SCHEMA,
     )
+    if media_refs:
+        result.media_problems = check_media(path, media_refs)
+        if result.media_problems and config.strict:
+            raise result.media_problems[0].error
     return result
 
 
