@@ -224,3 +224,14 @@ def test_only_kept_screen_messages_are_checked(tmp_path: Path) -> None:
         (problem,) = _media(dataset, folder / "r.mcap")
         assert problem["kind"] == "missing"
         assert problem["screen_messages"] == kept == len(_screen_rows(dataset, folder / "r.mcap"))
+
+
+def test_a_media_problem_holds_no_traceback(bad_media: Path, tmp_path: Path) -> None:
+    """A problem travels in FileResult for the whole shard: a traceback in it would keep the recording's rows alive."""
+    from owa.data.events import _convert_file
+
+    write_sample_episode(tmp_path / "lost", "lost", SampleConfig(seconds=1, video=False, seed=6))
+    config = EventDatasetConfig(train_dir=bad_media)
+    for path in (tmp_path / "lost" / "lost.mcap", bad_media / "garbage.mcap", bad_media / "short.mcap"):
+        (problem,) = _convert_file((str(path), str(path), "train", config)).media_problems
+        assert problem.error.__traceback__ is None and problem.error.__cause__ is None, problem.kind

@@ -116,9 +116,9 @@ def _check_file(
     count = sum(len(times) for _, times in named)
     try:
         os.stat(location)
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except (FileNotFoundError, NotADirectoryError):
+        # No traceback is kept in a problem: it would hold the caller's frames (a whole recording's rows) alive.
         error = VideoNotFoundError("Video file not found", path=location, recording=recording, uri=uri)
-        error.__cause__ = e
         return [MediaProblem("missing", uri, count, error)]
     except OSError as e:
         error = VideoNotFoundError(f"Video file cannot be read: {e.strerror}", path=location, recording=recording)
