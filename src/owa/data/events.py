@@ -49,7 +49,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from owa.data.atomic import atomic_output_dir
+from owa.data.atomic import atomic_output_dir, output_write_errors
 from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, FileResult, describe_damage
 from owa.data.dataset_io import write_split_metadata
 from owa.data.discovery import discover_recordings, split_recordings
@@ -337,7 +337,7 @@ def build_event_dataset(
     import datasets
 
     if config.output_dir is None:  # in memory, as the caller asked for no folder
-        with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch, output_write_errors(scratch, within=scratch):
             report = _write(config, Path(scratch), on_file)
             result = datasets.load_from_disk(scratch, keep_in_memory=True)
     else:
