@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import FrameOutOfRangeError, MediaError, OWADataError, VideoNotFoundError
-from owa.data.frames._pyav import read_index
 from owa.data.frames.index import DEFAULT_TOLERANCE_NS, VideoIndex
 from owa.data.media import DEFAULT_MEDIA_POLICY, MediaPolicy
 
@@ -126,6 +125,9 @@ def _check_file(
     times = [t for _, ts in named for t in ts if t is not None]
     if not times:  # still images only: their existence is what stage 1 checks
         return []
+    # PyAV (and FFmpeg's libraries) load on the first video: a run without videos or the check never pays it.
+    from owa.data.frames._pyav import read_index
+
     try:
         index = read_index(location)
     except MediaError as e:
