@@ -28,6 +28,10 @@ The rules, in one place:
   both are listed (reason, events kept) in the returned report (:mod:`owa.data.conversion_report`) and in
   ``conversion_report.json`` saved in the dataset folder. ``strict=True`` makes any problem fatal. The
   dataset folder is written atomically.
+* **Engine** (:mod:`owa.data.executors`). ``engine="local"`` converts shards in a process pool, each worker
+  writing its shard file. ``engine="ray"`` runs one Ray task per recording (Ray Data) and this process
+  writes the same shards from their results, so the output is identical, byte for byte; a recording whose
+  Ray worker died on every try is reported like a bad file (fatal with ``strict``). See ``docs/scale.md``.
 """
 
 from __future__ import annotations
@@ -38,9 +42,7 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,7 +55,8 @@ from owa.data.atomic import atomic_output_dir, output_write_errors
 from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, FileResult, describe_damage
 from owa.data.dataset_io import write_split_metadata
 from owa.data.discovery import discover_recordings, split_recordings
-from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
+from owa.data.errors import ExecutionError, InvalidInputError, MessageValidationError, OWADataError, RecordingError
+from owa.data.executors import Engine, LocalExecutor, RayExecutor, TaskFailure, check_engine
 from owa.data.media_check import check_media
 from owa.data.messages import MESSAGE_TYPES, ScreenCaptured, dump_mcap_message_json
 from owa.data.rate import DEFAULT_RATES_HZ, RAW_MOUSE_TYPE, RateLimiter, is_continuous_sample, parse_rates
@@ -96,6 +99,9 @@ class EventDatasetConfig:
     ``rates_hz`` maps topic → maximum rate of continuous samples (Hz). ``test_percent`` is a fraction in
     ``[0, 1)`` used only without ``test_dir``. ``num_workers`` 0 means one per CPU core. ``check_media``
     opens each video the kept screen messages point to and checks their times (:mod:`owa.data.media_check`).
+    ``engine`` picks where the work runs (:mod:`owa.data.executors`): ``"ray"`` joins the Ray cluster at
+    ``ray_address`` (``"auto"``: the one started on this machine; None: start a local Ray), where
+    ``num_workers`` 0 means all the cluster's CPUs. The engine is saved with the config; the address is not.
     """
 
     train_dir: Path
@@ -110,6 +116,8 @@ class EventDatasetConfig:
     overwrite: bool = False
     relative_to: Path | None = None
     check_media: bool = True
+    engine: Engine = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for topic, rate in self.rates_hz.items():
@@ -124,6 +132,7 @@ class EventDatasetConfig:
             raise ValueError(f"Invalid test_percent ({self.test_percent}). Use a fraction in [0, 1), e.g. 0.2.")
         if self.num_workers < 0:
             raise ValueError(f"Invalid num_workers ({self.num_workers}). Use 0 (one per core) or a positive count.")
+        check_engine(self.engine, self.ray_address)
 
     def resolved_workers(self) -> int:
         return self.num_workers or os.cpu_count() or 1
@@ -132,6 +141,7 @@ class EventDatasetConfig:
         return {
             k: (str(v) if isinstance(v, Path) else dict(v) if isinstance(v, Mapping) else v)
             for k, v in dataclasses.asdict(self).items()
+            if k != "ray_address"  # where this machine found the cluster says nothing about the dataset
         }
 
 
@@ -301,21 +311,36 @@ def _hf_schema() -> pa.Schema:
 
 
 def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[FileResult]]:
-    """Shard results in plan order; a process pool when more than one worker and shard."""
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_write_shard, tasks)
+    """Shard results in plan order, run by the config's engine (the plan is the same for both engines)."""
+    if tasks and tasks[0].config.engine == "ray":
+        yield from _run_shards_on_ray(tasks)
         return
-    # fork: starts in milliseconds and works from notebooks and `python -c`; the parent has done no
-    # threaded work yet when the pool starts. Elsewhere spawn (then the caller needs a __main__ guard).
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(min(workers, len(tasks)), initializer=_worker_signals) as pool:
-        yield from pool.imap(_write_shard, tasks)
+    yield from LocalExecutor(workers).map(_write_shard, tasks)
 
 
-def _worker_signals() -> None:
-    # Interrupts are the parent's to handle: it terminates the pool and removes the partial output.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+def _run_shards_on_ray(tasks: Sequence[_ShardTask]) -> Iterator[list[FileResult]]:
+    """One Ray task per recording; this process writes each shard from its recordings' tables, in plan order.
+
+    Rows travel back through Ray's object store instead of being written by the workers, so only the
+    recordings need to be on storage every node reads; the output folder is this machine's.
+    """
+    config = tasks[0].config
+    files = [(path, stored, task.split, config) for task in tasks for path, stored in task.files]
+    results = RayExecutor(config.ray_address, workers=config.num_workers).map(_convert_file, files)
+    for task in tasks:
+        shard = []
+        with pa.ipc.new_stream(task.shard_path, _hf_schema()) as writer:
+            for path, _ in task.files:
+                result = next(results)
+                if isinstance(result, TaskFailure):
+                    if config.strict:
+                        raise ExecutionError(f"Conversion task failed: {result.reason}", path=path)
+                    result = FileResult(path, task.split, problem=f"task failed: {result.reason}", skipped=True)
+                if result.table is not None:
+                    writer.write_table(result.table.replace_schema_metadata(_hf_schema().metadata))
+                    result.table = None
+                shard.append(result)
+        yield shard
 
 
 def build_event_dataset(
