@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_events            # 1,200 small episodes; a couple of minutes
     .venv/bin/python -m benchmarks.bench_events --video    # 400 episodes with their videos (the media check)
     .venv/bin/python -m benchmarks.bench_events --quick    # tiny smoke run
+    .venv/bin/python -m benchmarks.bench_events --engine ray --episodes 200   # Ray engine against local
 
 * **Corpus**: ``--episodes`` synthetic 5 s episodes (``owa.data.recordings.synthetic``), cached under
   ``bench-output/`` so reruns skip generation. Without ``--video`` no video is written, so stage 1's media
@@ -17,6 +18,14 @@
 
 The goal: ours ≥ 0.7 × the bare read's speed (time_bare / time_ours ≥ 0.7) at 1,200 episodes, and peak
 RSS that stays flat when the corpus triples.
+
+``--engine ray`` compares the engines instead, on the same corpus in the same run (:func:`compare_engines`):
+the local engine (the script, in a fresh process) and the Ray engine (in this process, on a local Ray with
+``--workers`` CPUs, or the Ray this process is already connected to), each with 1 and ``--workers`` workers.
+Both are timed over the conversion itself (the report's ``seconds``: discovery to the last metadata file),
+so neither interpreter start nor Ray's start-up counts; Ray's start-up (``ray.init``) and its first run
+(worker processes starting and importing owa-data) are reported separately. Goal: Ray ≥ 0.8 × local at
+equal workers.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "01_raw_events_to_event_dataset.py"
 GOAL_RATIO = 0.7
+GOAL_RAY_VS_LOCAL = 0.8
 UPSTREAM_MSGS_PER_S = 29_000
 
 
@@ -118,6 +128,70 @@ def run_ours(corpus: Path, workers: int, *flags: str) -> tuple[float, float, dic
     return seconds, int(result.stdout.split()[-1]) / 1024, counts
 
 
+def compare_engines(corpus: Path, workers: int) -> dict[str, float]:
+    """Events/s of the local engine and the Ray engine at 1 and ``workers`` workers, and Ray's start-up seconds."""
+    import json
+
+    from owa.data.events import EventDatasetConfig, write_event_dataset
+    from owa.data.executors import RayExecutor
+
+    def local(n: int) -> tuple[float, int]:
+        out = Path(tempfile.mkdtemp(prefix="owa-bench-engines-")) / "events"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
+             "--num-workers", str(n)],
+            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SystemExit(f"stage 1 failed:\n{result.stderr}")
+        report = json.loads((out / "conversion_report.json").read_text())["report"]
+        shutil.rmtree(out.parent, ignore_errors=True)
+        return report["seconds"], sum(report["events_read"].values())
+
+    def on_ray(n: int) -> tuple[float, int]:
+        out = Path(tempfile.mkdtemp(prefix="owa-bench-engines-")) / "events"
+        config = EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=n, engine="ray")
+        report = write_event_dataset(config)
+        shutil.rmtree(out.parent, ignore_errors=True)
+        return report.seconds, sum(report.events_read.values())
+
+    local_1, events = local(1)
+    local_n, _ = local(workers)
+    startup = RayExecutor(workers=workers).connect()  # ray.init; 0.0 when this process is already connected
+    first, ray_events = on_ray(workers)  # cold: Ray's worker processes start and import owa-data
+    ray_1, _ = on_ray(1)
+    ray_n, _ = on_ray(workers)
+    return {
+        "local_events": events,
+        "ray_events": ray_events,
+        "local_events_per_s_1": events / local_1,
+        "local_events_per_s": events / local_n,
+        "ray_startup_seconds": startup,
+        "ray_first_run_seconds": first,
+        "ray_events_per_s_1": events / ray_1,
+        f"ray_events_per_s_{workers}": events / ray_n,
+        "ray_vs_local": local_n / ray_n,
+        "ray_vs_local_1": local_1 / ray_1,
+        "ray_scaling": ray_1 / ray_n,
+        "local_scaling": local_1 / local_n,
+    }
+
+
+def print_engines(figures: dict[str, float], workers: int, episodes: int, seconds: float) -> None:
+    events = figures["local_events"]
+    print(f"corpus: {episodes} episodes of {seconds:g}s, {events:,.0f} events read (kept topics)")
+    print(f"Ray start-up (ray.init): {figures['ray_startup_seconds']:.1f}s; first Ray run (workers starting): "
+          f"{figures['ray_first_run_seconds']:.1f}s")  # fmt: skip
+    for name, one, many in (
+        ("local", figures["local_events_per_s_1"], figures["local_events_per_s"]),
+        ("ray", figures["ray_events_per_s_1"], figures[f"ray_events_per_s_{workers}"]),
+    ):
+        print(f"{name:5s} engine: {one:>10,.0f} events/s at 1 worker, {many:>10,.0f} at {workers} "
+              f"(scaling {many / one:.2f}x)")  # fmt: skip
+    print(f"ratio ray/local at {workers} workers: {figures['ray_vs_local']:.2f}x (goal >= {GOAL_RAY_VS_LOCAL}x); "
+          f"at 1 worker: {figures['ray_vs_local_1']:.2f}x")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from owa.data.events import DEFAULT_KEEP_TOPICS
 
@@ -128,6 +202,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--video", action="store_true", help="episodes with videos (default 400 of them)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench-output")
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="ray: compare the Ray engine with the local one"
+    )
     args = parser.parse_args(argv)
     if args.episodes is None:
         args.episodes = 400 if args.video else 1200
@@ -137,6 +214,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     corpus = make_corpus(args.work_dir, args.episodes, args.seconds, video=args.video)
+    if args.engine == "ray":
+        figures = compare_engines(corpus, args.workers)
+        print_engines(figures, args.workers, args.episodes, args.seconds)
+        if args.quick:
+            shutil.rmtree(args.work_dir, ignore_errors=True)
+        return figures
     third = max(1, args.episodes // 3)
     small = make_corpus(args.work_dir, third, args.seconds, video=args.video)
     bare_s, messages = bare_read(corpus)

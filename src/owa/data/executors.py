@@ -254,16 +254,17 @@ class RayExecutor:
                 "task": pa.array([pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in tasks], pa.large_binary()),
             }
         )
-        dataset = ray.data.from_arrow([items.slice(i, 1) for i in range(len(tasks))])  # one block (task) per task
-        context = dataset.context  # this dataset's own copy: the application's DataContext is left alone
-        context.execution_options.preserve_order = True
-        context.max_errored_blocks = -1  # a task that lost every worker is reported (TaskFailure), not fatal
-        context.enable_progress_bars = False  # the library never prints; callers count results for progress
-        with warnings.catch_warnings():  # Ray 2.60 deprecates **ray_remote_args, but has no named max_retries
+        # Ray 2.60 deprecates **ray_remote_args (it has no named max_retries) and warns about its own context.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            dataset = ray.data.from_arrow([items.slice(i, 1) for i in range(len(tasks))])  # one block per task
+            context = dataset.context  # this dataset's own copy: the application's DataContext is left alone
+            context.execution_options.preserve_order = True
+            context.max_errored_blocks = -1  # a task that lost every worker is reported (TaskFailure), not fatal
+            context.enable_progress_bars = False  # the library never prints; callers count results for progress
             mapped = dataset.map_batches(
-                _RunTasks(fn, shared_ref if shared is not _NO_SHARED else None),
+                _RunTasks(fn, shared_ref),
                 batch_format="pyarrow",
                 batch_size=None,  # the whole block: one task
                 num_cpus=1,

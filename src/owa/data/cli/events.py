@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from owa.data.cli.app import app
+from owa.data.cli.engine_options import EngineOption, RayAddressOption
 from owa.data.events import DEFAULT_KEEP_TOPICS, EventDatasetConfig, FileResult, parse_rates
 
 _DEFAULTS = EventDatasetConfig(train_dir=Path("."))
@@ -43,8 +44,15 @@ def events_command(
     ] = _DEFAULTS.test_percent,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the train/test episode split.")] = _DEFAULTS.seed,
     num_workers: Annotated[
-        int, typer.Option("--num-workers", "--num_workers", help="Worker processes (0: one per core).")
+        int,
+        typer.Option(
+            "--num-workers",
+            "--num_workers",
+            help="Worker processes (0: one per core); with --engine ray, Ray tasks at once (0: the cluster's CPUs).",
+        ),
     ] = _DEFAULTS.num_workers,
+    engine: EngineOption = _DEFAULTS.engine,
+    ray_address: RayAddressOption = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -84,6 +92,8 @@ def events_command(
         overwrite=overwrite,
         relative_to=relative_to,
         check_media=check_media,
+        engine=engine,  # type: ignore[arg-type]  # checked by the config
+        ray_address=ray_address,
     )
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0
