@@ -129,9 +129,11 @@ def run_ours(corpus: Path, workers: int, *flags: str) -> tuple[float, float, dic
 
 
 def compare_engines(corpus: Path, workers: int) -> dict[str, float]:
-    """Events/s of the local engine and the Ray engine at 1 and ``workers`` workers, and Ray's start-up seconds."""
+    """Events/s of the local engine and the Ray engine at 1 and ``workers`` workers, and Ray's start-up seconds;
+    then stage 2 (``build_binned_dataset``, default settings) on the Event Dataset, local and on Ray."""
     import json
 
+    from owa.data.binning import build_binned_dataset
     from owa.data.events import EventDatasetConfig, write_event_dataset
     from owa.data.executors import RayExecutor
 
@@ -148,12 +150,18 @@ def compare_engines(corpus: Path, workers: int) -> dict[str, float]:
         shutil.rmtree(out.parent, ignore_errors=True)
         return report["seconds"], sum(report["events_read"].values())
 
+    scratch = Path(tempfile.mkdtemp(prefix="owa-bench-engines-"))
+
     def on_ray(n: int) -> tuple[float, int]:
-        out = Path(tempfile.mkdtemp(prefix="owa-bench-engines-")) / "events"
-        config = EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=n, engine="ray")
-        report = write_event_dataset(config)
-        shutil.rmtree(out.parent, ignore_errors=True)
+        out = scratch / "events"
+        shutil.rmtree(out, ignore_errors=True)
+        report = write_event_dataset(EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=n, engine="ray"))
         return report.seconds, sum(report.events_read.values())
+
+    def stage_2(engine: str) -> float:
+        started = time.perf_counter()
+        build_binned_dataset(scratch / "events", output_dir=scratch / f"bins-{engine}", engine=engine)  # type: ignore[arg-type]
+        return time.perf_counter() - started
 
     local_1, events = local(1)
     local_n, _ = local(workers)
@@ -161,6 +169,8 @@ def compare_engines(corpus: Path, workers: int) -> dict[str, float]:
     first, ray_events = on_ray(workers)  # cold: Ray's worker processes start and import owa-data
     ray_1, _ = on_ray(1)
     ray_n, _ = on_ray(workers)
+    bin_local, bin_ray = stage_2("local"), stage_2("ray")
+    shutil.rmtree(scratch, ignore_errors=True)
     return {
         "local_events": events,
         "ray_events": ray_events,
@@ -174,12 +184,17 @@ def compare_engines(corpus: Path, workers: int) -> dict[str, float]:
         "ray_vs_local_1": local_1 / ray_1,
         "ray_scaling": ray_1 / ray_n,
         "local_scaling": local_1 / local_n,
+        "stage_2_local_seconds": bin_local,
+        "stage_2_ray_seconds": bin_ray,
+        "stage_1_local_seconds": local_n,
+        "stage_1_ray_seconds": ray_n,
     }
 
 
 def print_engines(figures: dict[str, float], workers: int, episodes: int, seconds: float) -> None:
     events = figures["local_events"]
-    print(f"corpus: {episodes} episodes of {seconds:g}s, {events:,.0f} events read (kept topics)")
+    recorded_h = episodes * seconds / 3600
+    print(f"corpus: {episodes} episodes of {seconds:g}s ({recorded_h:.2f} h recorded), {events:,.0f} events read")
     print(f"Ray start-up (ray.init): {figures['ray_startup_seconds']:.1f}s; first Ray run (workers starting): "
           f"{figures['ray_first_run_seconds']:.1f}s")  # fmt: skip
     for name, one, many in (
@@ -190,6 +205,11 @@ def print_engines(figures: dict[str, float], workers: int, episodes: int, second
               f"(scaling {many / one:.2f}x)")  # fmt: skip
     print(f"ratio ray/local at {workers} workers: {figures['ray_vs_local']:.2f}x (goal >= {GOAL_RAY_VS_LOCAL}x); "
           f"at 1 worker: {figures['ray_vs_local_1']:.2f}x")  # fmt: skip
+    # Hours of recordings per hour of this machine ("node-hour") at --workers workers.
+    for stage, key in (("stage 1", "stage_1"), ("stage 2", "stage_2")):
+        local_s, ray_s = figures[f"{key}_local_seconds"], figures[f"{key}_ray_seconds"]
+        print(f"{stage}: local {local_s:6.2f}s = {recorded_h * 3600 / local_s:8,.0f} h of recordings per node-hour; "
+              f"ray {ray_s:6.2f}s = {recorded_h * 3600 / ray_s:8,.0f}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

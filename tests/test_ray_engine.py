@@ -24,10 +24,27 @@ from typer.testing import CliRunner
 from owa.data import events
 from owa.data.binning import BinningConfig, build_binned_dataset
 from owa.data.cli import app
-from owa.data.errors import CorruptRecordingError
+from owa.data.errors import CorruptRecordingError, ExecutionError
 from owa.data.events import EventDatasetConfig, _convert_file, write_event_dataset
 from owa.data.executors import LocalExecutor, RayExecutor, TaskFailure, check_engine
 from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
+
+
+def test_an_unreachable_cluster_fails_at_once(recordings_dir: Path, tmp_path: Path) -> None:
+    """Before the module's Ray starts: joining a head node that is not there is an error, not a wait."""
+    if ray.is_initialized():
+        ray.shutdown()
+    with pytest.raises(ExecutionError, match=r"Cannot reach the Ray head node .*address=127.0.0.1:1"):
+        RayExecutor("127.0.0.1:1").connect()
+    (tmp_path / "in").mkdir()
+    shutil.copy(recordings_dir / "0.5.1.mcap", tmp_path / "in" / "a.mcap")
+    flags = ["--engine", "ray", "--ray-address", "127.0.0.1:1"]
+    result = CliRunner().invoke(
+        app, ["events", "--train-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), *flags]
+    )
+    assert result.exit_code == 1 and "Error: Cannot reach the Ray head node" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+    assert not ray.is_initialized()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -224,6 +225,7 @@ class RayExecutor:
         if ray.is_initialized():
             return 0.0
         started = time.perf_counter()
+        _check_reachable(self.address)
         options: dict[str, Any] = {"address": self.address, "include_dashboard": False}
         if self.address is None and self.workers:
             options["num_cpus"] = self.workers
@@ -231,8 +233,8 @@ class RayExecutor:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ExecutionError(
-                f"Cannot connect to Ray: {e}. Start a cluster with `ray start --head`, or pass no address to start "
-                "a local Ray",
+                f"Cannot connect to Ray ({str(e).rstrip('.')}). Start a cluster with `ray start --head`, or pass no "
+                "address to start a local Ray",
                 address=self.address,
             ) from e
         seconds = time.perf_counter() - started
@@ -293,6 +295,26 @@ class RayExecutor:
             )
             logger.error("Task %d failed: %s", index, reason)
             yield TaskFailure(index, reason)
+
+
+# Ray itself keeps retrying an unreachable head node for minutes; a plain TCP connect says so at once.
+_CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """ExecutionError unless ``host:port`` accepts a connection (``auto``, ``ray://`` and None are Ray's to check)."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as e:
+        raise ExecutionError(
+            f"Cannot reach the Ray head node ({e}). Is `ray start --head` running there, and is the address "
+            "HOST:PORT (default port 6379)?",
+            address=address,
+        ) from e
 
 
 def _resources() -> str:
