@@ -182,9 +182,10 @@ class _RunTasks:
                 value = _Raised(e)
             try:
                 results.append(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-            except Exception as e:  # an unpicklable exception: keep its type name and message
-                error = ExecutionError(f"Task raised {type(value.error).__name__}: {value.error}")
-                if not isinstance(value, _Raised):
+            except Exception as e:  # an unpicklable exception or result: keep its type name and message
+                if isinstance(value, _Raised):
+                    error = ExecutionError(f"Task raised {type(value.error).__name__}: {value.error}")
+                else:
                     error = ExecutionError(f"Task result cannot be pickled: {type(e).__name__}: {e}")
                 results.append(pickle.dumps(_Raised(error)))
         return pa.table({"index": batch.column("index"), "result": pa.array(results, pa.large_binary())})
