@@ -107,6 +107,7 @@ def test_stage_1_on_ray_is_identical_to_local(
     local_ray: None, recordings: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(events, "_SHARD_MAX_FILES", 2)  # several shards per split, so their order is tested too
+    monkeypatch.setattr(events, "_RAY_TASK_INPUT_BYTES", 1)  # one task per recording (small ones are grouped)
     base = EventDatasetConfig(train_dir=recordings, test_percent=0.3, seed=2, num_workers=2)
     seen: list[str] = []
     local = write_event_dataset(dataclasses.replace(base, output_dir=tmp_path / "local"))
@@ -219,6 +220,28 @@ def test_a_task_that_kills_every_worker_is_reported_in_place(local_ray: None, re
     failure = results[victim]
     assert isinstance(failure, TaskFailure) and failure.index == victim and "2 tries" in failure.reason
     assert [r.path for i, r in enumerate(results) if i != victim] == [t[0] for i, t in enumerate(tasks) if i != victim]
+
+
+def die_on_group(victim: str, files: Any) -> Any:
+    """Kill the worker on every try of any task holding one recording."""
+    if any(file[0] == victim for file in files):
+        os._exit(1)
+    return [_convert_file(file) for file in files]
+
+
+def test_a_group_that_kills_its_worker_is_rerun_one_recording_per_task(local_ray: None, recordings: Path) -> None:
+    """Small recordings share a task; when it dies on every try, only the recording that kills it is lost."""
+    tasks = stage_1_tasks(recordings)
+    victim = tasks[4][0]
+    groups = [tasks[i : i + 3] for i in range(0, len(tasks), 3)]
+    results = list(events._results_on_ray(RayExecutor(max_retries=0), groups, functools.partial(die_on_group, victim)))
+    expected = [comparable(r) for r in LocalExecutor(1).map(_convert_file, tasks)]
+    assert [r.path for r in results] == [t[0] for t in tasks]
+    lost = results[4]
+    assert lost.skipped and lost.problem is not None and lost.problem.startswith("task failed: its Ray worker died")
+    assert [comparable(r) for i, r in enumerate(results) if i != 4] == [e for i, e in enumerate(expected) if i != 4]
+    assert len(events._ray_task_groups(tasks)) == 1  # all small: one task (the 2 MB default)
+    assert len(events._ray_task_groups([(str(recordings / "none.mcap"), "", "train", tasks[0][3])] * 2)) == 2
 
 
 # --- options and the command line ---------------------------------------------------------------------

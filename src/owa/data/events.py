@@ -29,9 +29,10 @@ The rules, in one place:
   ``conversion_report.json`` saved in the dataset folder. ``strict=True`` makes any problem fatal. The
   dataset folder is written atomically.
 * **Engine** (:mod:`owa.data.executors`). ``engine="local"`` converts shards in a process pool, each worker
-  writing its shard file. ``engine="ray"`` runs one Ray task per recording (Ray Data) and this process
-  writes the same shards from their results, so the output is identical, byte for byte; a recording whose
-  Ray worker died on every try is reported like a bad file (fatal with ``strict``). See ``docs/scale.md``.
+  writing its shard file. ``engine="ray"`` runs one Ray task per recording (Ray Data; recordings under 2 MB
+  go several to a task) and this process writes the same shards from their results, so the output is
+  identical, byte for byte; a recording whose Ray worker died on every try is reported like a bad file
+  (fatal with ``strict``). See ``docs/scale.md``.
 """
 
 from __future__ import annotations
@@ -318,29 +319,72 @@ def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[File
     yield from LocalExecutor(workers).map(_write_shard, tasks)
 
 
+# A Ray task costs tens of milliseconds of scheduling whatever it does, so recordings smaller than this go
+# several to a task (consecutive ones, about this much input each); larger ones, the usual, get one each.
+_RAY_TASK_INPUT_BYTES = 2 * 1024 * 1024
+
+_FileTask = tuple[str, str, str, EventDatasetConfig]
+
+
 def _run_shards_on_ray(tasks: Sequence[_ShardTask]) -> Iterator[list[FileResult]]:
-    """One Ray task per recording; this process writes each shard from its recordings' tables, in plan order.
+    """Recordings as Ray tasks; this process writes each shard from their tables, in plan order.
 
     Rows travel back through Ray's object store instead of being written by the workers, so only the
     recordings need to be on storage every node reads; the output folder is this machine's.
     """
     config = tasks[0].config
+    executor = RayExecutor(config.ray_address, workers=config.num_workers)
     files = [(path, stored, task.split, config) for task in tasks for path, stored in task.files]
-    results = RayExecutor(config.ray_address, workers=config.num_workers).map(_convert_file, files)
+    results = _results_on_ray(executor, _ray_task_groups(files))
     for task in tasks:
         shard = []
         with pa.ipc.new_stream(task.shard_path, _hf_schema()) as writer:
-            for path, _ in task.files:
+            for _ in task.files:
                 result = next(results)
-                if isinstance(result, TaskFailure):
-                    if config.strict:
-                        raise ExecutionError(f"Conversion task failed: {result.reason}", path=path)
-                    result = FileResult(path, task.split, problem=f"task failed: {result.reason}", skipped=True)
                 if result.table is not None:
                     writer.write_table(result.table.replace_schema_metadata(_hf_schema().metadata))
                     result.table = None
                 shard.append(result)
         yield shard
+
+
+def _ray_task_groups(files: Sequence[_FileTask]) -> list[list[_FileTask]]:
+    """Consecutive recordings, one group per Ray task: each recording alone unless small (see above)."""
+    groups: list[list[_FileTask]] = []
+    size = _RAY_TASK_INPUT_BYTES
+    for file in files:
+        if size >= _RAY_TASK_INPUT_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(file)
+        try:
+            size += os.path.getsize(file[0])
+        except OSError:  # not a local file (a URL): a task of its own
+            size = _RAY_TASK_INPUT_BYTES
+    return groups
+
+
+def _convert_files(files: Sequence[_FileTask]) -> list[FileResult]:
+    return [_convert_file(file) for file in files]
+
+
+def _results_on_ray(
+    executor: RayExecutor,
+    groups: Sequence[Sequence[_FileTask]],
+    convert: Callable[[Sequence[_FileTask]], list[FileResult]] = _convert_files,
+) -> Iterator[FileResult]:
+    """Each recording's result in order. A group whose every try lost its worker is run again one recording per
+    task, so only the recording that kills its worker is reported (skipped, or ExecutionError when strict)."""
+    for group, result in zip(groups, executor.map(convert, groups), strict=True):
+        if not isinstance(result, TaskFailure):
+            yield from result
+        elif len(group) > 1:
+            yield from _results_on_ray(executor, [[file] for file in group], convert)
+        else:
+            path, _, split, config = group[0]
+            if config.strict:
+                raise ExecutionError(f"Conversion task failed: {result.reason}", path=path)
+            yield FileResult(path, split, problem=f"task failed: {result.reason}", skipped=True)
 
 
 def build_event_dataset(
