@@ -271,7 +271,7 @@ class RayExecutor:
                 batch_format="pyarrow",
                 batch_size=None,  # the whole block: one task
                 num_cpus=1,
-                compute=ray.data.TaskPoolStrategy(size=self.workers or None),
+                compute=ray.data.TaskPoolStrategy(size=min(self.workers, len(tasks)) or None),
                 max_retries=self.max_retries,
                 retry_exceptions=False,
             )
