@@ -127,6 +127,26 @@ def test_normalize_forms() -> None:
         normalize(pixels, ImageLayout.preset("default"))
 
 
+def test_cpu_normalize_equals_the_torch_arithmetic_on_any_layout() -> None:
+    """On the CPU normalize runs in numpy (faster on uint8); it must give torch's float32 arithmetic, for frames
+    permuted from (N, H, W, 3), contiguous frames, float input and Qwen2-VL patch rows, in a contiguous result."""
+    rng = np.random.default_rng(7)
+    frames = torch.from_numpy(rng.integers(0, 256, (3, 28, 56, 3), dtype=np.uint8))
+    spec = pixel_spec(transformers.GotOcr2ImageProcessorPil(size={"height": 28, "width": 56}))
+    std = torch.tensor(spec.image_std, dtype=torch.float64)
+    scale = (spec.rescale_factor / std).float().view(3, 1, 1)
+    bias = (-torch.tensor(spec.image_mean, dtype=torch.float64) / std).float().view(3, 1, 1)
+    expected = frames.permute(0, 3, 1, 2).float() * scale + bias
+    for pixels in (frames.permute(0, 3, 1, 2), frames.permute(0, 3, 1, 2).contiguous()):
+        out = normalize(pixels, spec)
+        assert out.is_contiguous() and out.dtype == torch.float32
+        assert torch.equal(out, expected)
+    floats = frames.permute(0, 3, 1, 2).double()
+    assert torch.allclose(normalize(floats, spec), expected, atol=1e-6)
+    rows = patchify_qwen2_vl(frames.permute(0, 3, 1, 2))
+    assert torch.equal(normalize(rows, spec), patchify_qwen2_vl(expected))
+
+
 def test_decode_size_and_resample_are_validated(video_720p) -> None:
     video, pts = video_720p
     engine = FrameEngine(backend="pyav")
