@@ -22,7 +22,7 @@ order, every topic, frames decoded one call at a time) against a plain sequentia
 is shared, so each figure is the best of ``--repeat`` interleaved runs.
 
 ``--vlm`` measures the whole training input path instead, per preset (SmolVLM, InternVL, Qwen2-VL) with the tiny
-random models of ``tests/vlm_fixtures.py`` (64x64 frames; Qwen2-VL 56x112): a 1280x720 HEVC episode → Event
+random models of ``owa.data.testing.vlms`` (64x64 frames; Qwen2-VL 56x112): a 1280x720 HEVC episode → Event
 Dataset → ``EpisodeTokenizer.from_processor`` → ``FSLDataset(image_size=...)`` → ``DataLoader`` (``--workers``
 workers, ``FSLCollator.for_tokenizer``). Printed: images/s of the loader alone, and of the loader with the model's
 forward (no grad) on every batch. The tiny models' forwards are cheap, so this is the loader's ceiling, not a
@@ -158,7 +158,6 @@ def _compare(name: str, processor, spec, video: str, pts_ns: Sequence[int], args
 
 def vlm_loader(episode, args) -> dict[str, float]:
     """Images/s of the training loader alone and with the tiny models' forward, per preset (see ``--vlm``)."""
-    import sys
 
     import torch
     from torch.utils.data import DataLoader
@@ -167,10 +166,8 @@ def vlm_loader(episode, args) -> dict[str, float]:
     from owa.data.fsl_dataset import FSLDataset
     from owa.data.pixels import pixel_spec
     from owa.data.testing import event_dataset_from_mcap
+    from owa.data.testing.vlms import VLM_PRESETS, tiny_vlm
     from owa.data.training import FSLCollator
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from vlm_fixtures import VLM_PRESETS, tiny_vlm
 
     events = event_dataset_from_mcap(episode.mcap_path)
     lengths = {"smolvlm": 1024, "internvl": 2048, "qwen2_vl": 512}

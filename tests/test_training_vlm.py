@@ -18,10 +18,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests.vlm_fixtures import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
-
 from owa.data.image_layout import ImageLayout  # noqa: E402
 from owa.data.pixels import pixel_spec  # noqa: E402
+from owa.data.testing.vlms import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
 from owa.data.training import IGNORE_INDEX, FSLCollator  # noqa: E402
 
 # Short samples: Qwen's 151,665-id vocabulary makes the logits of long ones the slowest part of a forward.

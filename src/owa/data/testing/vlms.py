@@ -152,7 +152,7 @@ def without_video_processor(processor_class: type) -> type:
 def _tiny_bpe(**kwargs: Any) -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    from owa.data.testing import tiny_bpe_tokenizer
+    from owa.data.testing.tokenizers import tiny_bpe_tokenizer
 
     base = tiny_bpe_tokenizer()
     return PreTrainedTokenizerFast(
@@ -203,7 +203,7 @@ def _internvl_processor() -> tuple[Any, str]:
 def _qwen2_vl_processor() -> tuple[Any, str]:
     from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
 
-    from owa.data.testing import qwen25_tokenizer
+    from owa.data.testing.tokenizers import qwen25_tokenizer
 
     processor = without_video_processor(Qwen2VLProcessor)(
         image_processor=Qwen2VLImageProcessorPil(), tokenizer=qwen25_tokenizer(), video_processor=None
