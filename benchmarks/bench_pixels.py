@@ -42,28 +42,9 @@ import numpy as np
 
 from owa.data.frames import FrameEngine, set_engine
 from owa.data.recordings.synthetic import SampleConfig, write_sample_episode
+from owa.data.testing.vlms import checkpoint_image_processors
 
 GOALS = {"pixels": 5.0, "rows": 0.8}
-
-
-def _processors() -> dict[str, object]:
-    import transformers
-
-    return {
-        "smolvlm": transformers.Idefics3ImageProcessorPil(
-            do_image_splitting=False,
-            size={"longest_edge": 4 * 512},
-            max_image_size={"longest_edge": 512},
-            image_mean=[0.5] * 3,
-            image_std=[0.5] * 3,
-        ),
-        "internvl": transformers.GotOcr2ImageProcessorPil(
-            size={"height": 448, "width": 448},
-            crop_to_patches=False,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-        ),
-    }
 
 
 def ours(video: str, pts_ns: Sequence[int], spec, chunk: int, sink: Callable) -> None:
@@ -243,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             return vlm_loader(episode, args)
 
         print(f"{'model-ready pixel_values':44s} {'images/s':>9s} {'CPU ms/img':>11s}")
-        for name, processor in _processors().items():
+        for name, processor in checkpoint_image_processors().items():
             spec = pixel_spec(processor)
             rate, ratio = _compare(name, processor, spec, video, pts_ns, args)
             results[f"{name}_ours_images_per_s"] = rate["ours"]

@@ -19,6 +19,7 @@ from owa.data.pixels import (  # noqa: E402
     smart_resize,
 )
 from owa.data.recordings.synthetic import SampleConfig, write_sample_episode  # noqa: E402
+from owa.data.testing.vlms import checkpoint_image_processors  # noqa: E402
 
 # Tolerance of decode-to-size (one swscale pass on the video's YUV 4:2:0) against decode to RGB + the processor,
 # in units of the 0..255 pixel range: measured mean ~0.8, 99th percentile <= 5, max ~64 at saturated colour edges.
@@ -34,30 +35,12 @@ def video_720p(tmp_path_factory) -> tuple[str, list[int]]:
     return str(episode.video_path), list(episode.frame_pts_ns)[::3]
 
 
-def _processors() -> dict[str, object]:
-    return {
-        "smolvlm": transformers.Idefics3ImageProcessorPil(
-            do_image_splitting=False,
-            size={"longest_edge": 2048},
-            max_image_size={"longest_edge": 512},
-            image_mean=[0.5] * 3,
-            image_std=[0.5] * 3,
-        ),
-        "internvl": transformers.GotOcr2ImageProcessorPil(
-            size={"height": 448, "width": 448},
-            crop_to_patches=False,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-        ),
-    }
-
-
 @pytest.mark.parametrize("name", ["smolvlm", "internvl"])
 def test_decode_to_size_is_within_tolerance_of_the_processor(name: str, video_720p) -> None:
     from PIL import Image
 
     video, pts = video_720p
-    processor = _processors()[name]
+    processor = checkpoint_image_processors()[name]
     spec = pixel_spec(processor)
     assert spec.image_size == ImageLayout.preset(name).image_size
     engine = FrameEngine(backend="pyav")
