@@ -468,8 +468,11 @@ def segmented_dataset(rows: list[dict] = SEGMENTED) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=event_features(interval=True))
 
 
-def test_bins_are_made_per_span() -> None:
+def test_bins_are_made_per_span(tmp_path: Path) -> None:
     binned = build_binned_dataset(segmented_dataset(), BinningConfig(fps=1))
+    saved = build_binned_dataset(segmented_dataset(), BinningConfig(fps=1), output_dir=tmp_path / "bins")
+    assert saved.features == binned.features and saved[:] == binned[:]
+    assert len(build_binned_dataset(segmented_dataset().select([]), BinningConfig(fps=1))) == 0
     assert binned.features == BINNED_FEATURES | datasets.Features({"interval": datasets.Value("int32")})
     got = [
         (r["interval"], r["bin_idx"], (r["timestamp_ns"] - T0) / S, len(r["state"]), len(r["actions"])) for r in binned

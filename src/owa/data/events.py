@@ -25,7 +25,8 @@ The rules, in one place:
   ``all``: the whole recording). Spans are chosen from every valid event read, before thinning; the events inside
   them (ends included) are kept, each span thinned on its own, and a span's index is stored in an ``interval``
   column (int32, 0.. per recording, in time order), added only with a selector other than ``all``. Per recording the
-  report gives seconds and events kept and dropped.
+  report gives seconds and events kept and dropped. With a selector a recording's valid rows (payload bytes) are
+  held until its spans are chosen, so a worker's memory grows with its largest recording.
 * **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
   folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
   transforms). The choice is saved in the report.
