@@ -396,7 +396,9 @@ class EpisodeTokenizer:
         """Tokenize every event of an Event Dataset, marking episode starts and ends.
 
         Episodes are runs of rows with the same ``episode_path`` (as stage 1 writes them). The first event of
-        every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it.
+        every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it. With an
+        ``interval`` column (stage 1 with an interval selector) each span is an episode segment of its own: its
+        first and last events get the tokens, and the column is kept in the output for packing.
 
         With ``action_offset_s`` (τ > 0) the rows of each episode segment (same ``episode_path``, and same
         ``interval`` when the dataset has that column) are put in sequence order first: every action (a topic of
@@ -420,8 +422,9 @@ class EpisodeTokenizer:
         Returns:
             A dataset with columns ``episode_path`` (string), ``text`` (string), ``token_ids`` (list of int32),
             ``images`` (list of :func:`serialize_screen` strings, one per image-token group) and
-            ``total_token_count`` (int64), row for row (less the rows skipped); with an action offset, row ``i`` is
-            the event at sequence position ``i`` (:func:`owa.data.action_offset.event_order` gives the mapping).
+            ``total_token_count`` (int64), plus ``interval`` (int32) when the input has it, row for row (less the
+            rows skipped); with an action offset, row ``i`` is the event at sequence position ``i``
+            (:func:`owa.data.action_offset.event_order` gives the mapping).
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
@@ -477,6 +480,7 @@ class EpisodeTokenizer:
         features = datasets.Features(
             {
                 "episode_path": datasets.Value("string"),
+                **({"interval": datasets.Value("int32")} if "interval" in dataset.column_names else {}),
                 "text": datasets.Value("string"),
                 "token_ids": list_type(datasets.Value("int32")),
                 "images": list_type(datasets.Value("string")),

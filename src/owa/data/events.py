@@ -21,6 +21,12 @@ The rules, in one place:
   messages point to is opened once and its packet index read (no decoding), under training's rules (media
   policy, played-at tolerance). Missing videos, videos that cannot be opened and screen messages outside
   their video are listed per recording with counts; ``strict=True`` makes the first one fatal.
+* **Intervals** (:mod:`owa.data.intervals`). ``interval`` chooses the spans of each recording to keep (default
+  ``all``: the whole recording). Spans are chosen from every valid event read, before thinning; the events inside
+  them (ends included) are kept, each span thinned on its own, and a span's index is stored in an ``interval``
+  column (int32, 0.. per recording, in time order), added only with a selector other than ``all``. Per recording the
+  report gives seconds and events kept and dropped. With a selector a recording's valid rows (payload bytes) are
+  held until its spans are chosen, so a worker's memory grows with its largest recording.
 * **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
   folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
   transforms). The choice is saved in the report.
@@ -47,6 +53,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pyarrow as pa
 
 from owa.data.atomic import atomic_output_dir, output_write_errors
@@ -54,11 +62,19 @@ from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, File
 from owa.data.dataset_io import write_split_metadata
 from owa.data.discovery import discover_recordings, split_recordings
 from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
+from owa.data.intervals import All, IntervalSelector, Spans, Timeline, parse_interval
 from owa.data.media_check import check_media
-from owa.data.messages import MESSAGE_TYPES, ScreenCaptured, dump_mcap_message_json
+from owa.data.messages import (
+    MESSAGE_TYPES,
+    KeyboardEvent,
+    MouseEvent,
+    RawMouseEvent,
+    ScreenCaptured,
+    dump_mcap_message_json,
+)
 from owa.data.rate import DEFAULT_RATES_HZ, RAW_MOUSE_TYPE, RateLimiter, is_continuous_sample, parse_rates
 from owa.data.recordings.reader import OWAMcapReader
-from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features
+from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features, event_features_dict
 from owa.data.validation import FAST_CHECKS, parse_valid_payload
 
 __all__ = [
@@ -84,9 +100,12 @@ DEFAULT_KEEP_TOPICS: tuple[str, ...] = ("screen", "keyboard", "mouse")
 
 
 _SCREEN_TYPE = ScreenCaptured.message_type
+_KEYBOARD_TYPE = KeyboardEvent.message_type
+_INPUT_TYPES = frozenset({KeyboardEvent.message_type, MouseEvent.message_type, RawMouseEvent.message_type})
 
 # The schema lives in owa.data.schema (kept as data: stage 1 and its workers never import ``datasets``).
 _ARROW_SCHEMA = arrow_schema(EVENT_FEATURES_DICT)
+_ARROW_SCHEMA_INTERVAL = arrow_schema(event_features_dict(interval=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +115,8 @@ class EventDatasetConfig:
     ``rates_hz`` maps topic → maximum rate of continuous samples (Hz). ``test_percent`` is a fraction in
     ``[0, 1)`` used only without ``test_dir``. ``num_workers`` 0 means one per CPU core. ``check_media``
     opens each video the kept screen messages point to and checks their times (:mod:`owa.data.media_check`).
+    ``interval`` chooses the spans of each recording to keep (:mod:`owa.data.intervals`): a selector, or a
+    ``--interval`` string (``all``, ``inactivity``, ``hotkey``, ``file:PATH``) with the default thresholds.
     """
 
     train_dir: Path
@@ -110,8 +131,16 @@ class EventDatasetConfig:
     overwrite: bool = False
     relative_to: Path | None = None
     check_media: bool = True
+    interval: IntervalSelector = dataclasses.field(default_factory=All)
 
     def __post_init__(self) -> None:
+        if isinstance(self.interval, str):
+            object.__setattr__(self, "interval", parse_interval(self.interval))
+        elif not isinstance(self.interval, IntervalSelector):
+            raise ValueError(
+                f"Invalid interval ({self.interval!r}). Use an IntervalSelector (owa.data.intervals) or one of "
+                "all, inactivity, hotkey, file:PATH."
+            )
         for topic, rate in self.rates_hz.items():
             if not (isinstance(rate, int | float) and rate > 0 and not math.isnan(rate)):
                 raise ValueError(f"Invalid rate for {topic!r} ({rate!r}). Rates are positive numbers of Hz (or inf).")
@@ -128,11 +157,27 @@ class EventDatasetConfig:
     def resolved_workers(self) -> int:
         return self.num_workers or os.cpu_count() or 1
 
+    @property
+    def selects_intervals(self) -> bool:
+        """Whether a selector other than ``all`` is set (the dataset then has an ``interval`` column)."""
+        return not isinstance(self.interval, All)
+
+    def features_dict(self) -> dict[str, Any]:
+        """The Event Dataset schema this config writes (as data)."""
+        return event_features_dict(interval=self.selects_intervals)
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            k: (str(v) if isinstance(v, Path) else dict(v) if isinstance(v, Mapping) else v)
-            for k, v in dataclasses.asdict(self).items()
-        }
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            v = getattr(self, field.name)
+            if isinstance(v, IntervalSelector):
+                v = v.to_json()
+            elif isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, Mapping):
+                v = dict(v)
+            out[field.name] = v
+        return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,16 +185,131 @@ class EventDatasetConfig:
 # --------------------------------------------------------------------------------------------------
 
 
+class _KeptRows:
+    """The kept rows of one recording, in order: the rate rule applied per segment (one span, or the recording)."""
+
+    def __init__(self, config: EventDatasetConfig, result: FileResult, media_refs: dict[str, list[int | None]] | None):
+        self.rates_hz = config.rates_hz
+        self.limiter = RateLimiter(config.rates_hz)
+        self.result = result
+        self.media_refs = media_refs
+        self.topics: list[str] = []
+        self.times: list[int] = []
+        self.types: list[str] = []
+        self.payloads: list[bytes] = []
+        self.intervals: list[int] = []
+
+    def add(
+        self, topic: str, timestamp_ns: int, message_type: str, payload: dict[str, Any], data: bytes, interval: int
+    ) -> None:
+        data = self.limiter.admit(topic, timestamp_ns, message_type, payload, data, len(self.times))
+        if data is None:
+            return
+        self.result.events_kept[topic] += 1
+        if message_type == _SCREEN_TYPE and self.media_refs is not None and (ref := payload.get("media_ref")):
+            self.media_refs.setdefault(ref["uri"], []).append(ref.get("pts_ns"))
+        self.topics.append(topic)
+        self.times.append(timestamp_ns)
+        self.types.append(message_type)
+        self.payloads.append(dump_mcap_message_json(topic, timestamp_ns, message_type, data))
+        self.intervals.append(interval)
+
+    def end_segment(self, interval: int) -> None:
+        """Close a segment: its thinned raw motion comes back (:meth:`RateLimiter.leftover_motion`), clocks restart."""
+        for row, topic, timestamp_ns, data in self.limiter.leftover_motion():
+            self.result.events_kept[topic] += 1
+            self.topics.insert(row, topic)
+            self.times.insert(row, timestamp_ns)
+            self.types.insert(row, RAW_MOUSE_TYPE)
+            self.payloads.insert(row, dump_mcap_message_json(topic, timestamp_ns, RAW_MOUSE_TYPE, data))
+            self.intervals.insert(row, interval)
+        self.limiter = RateLimiter(self.rates_hz)
+
+    def table(self, stored_path: str, with_interval: bool) -> pa.Table:
+        n = len(self.times)
+        columns = [
+            pa.array([stored_path] * n, pa.string()),
+            pa.array(self.topics, pa.string()),
+            pa.array(self.times, pa.int64()),
+            pa.array(self.types, pa.string()),
+            pa.array(self.payloads, pa.binary()),
+        ]
+        if with_interval:
+            return pa.Table.from_arrays([*columns, pa.array(self.intervals, pa.int32())], schema=_ARROW_SCHEMA_INTERVAL)
+        return pa.Table.from_arrays(columns, schema=_ARROW_SCHEMA)
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A recording's valid rows held back until its spans are chosen (only with an interval selector)."""
+
+    topics: list[str] = dataclasses.field(default_factory=list)
+    times: list[int] = dataclasses.field(default_factory=list)
+    types: list[str] = dataclasses.field(default_factory=list)
+    data: list[bytes] = dataclasses.field(default_factory=list)
+    key_vk: list[int] = dataclasses.field(default_factory=list)  # -1 for a row that is not a keyboard event
+    key_press: list[bool] = dataclasses.field(default_factory=list)
+
+    def add(self, topic: str, timestamp_ns: int, message_type: str, payload: dict[str, Any], data: bytes) -> None:
+        self.topics.append(topic)
+        self.times.append(timestamp_ns)
+        self.types.append(message_type)
+        self.data.append(data)
+        is_key = message_type == _KEYBOARD_TYPE
+        self.key_vk.append(payload["vk"] if is_key else -1)
+        self.key_press.append(is_key and payload["event_type"] == "press")
+
+    def keep_selected(self, path: str, selector: IntervalSelector, rows: _KeptRows, result: FileResult) -> None:
+        """Choose the spans from every row, then keep the rows inside them (ends included), one segment per span."""
+        if not self.times:
+            result.spans = []
+            return
+        times = np.asarray(self.times, dtype=np.int64)
+        vk = np.asarray(self.key_vk, dtype=np.int64)
+        press = np.asarray(self.key_press, dtype=bool)
+        is_screen = np.fromiter((t == _SCREEN_TYPE for t in self.types), dtype=bool, count=len(times))
+        is_input = np.fromiter((t in _INPUT_TYPES for t in self.types), dtype=bool, count=len(times))
+        hidden = np.isin(vk, sorted(selector.hidden_keys()))  # control keys are not data
+        is_key = vk >= 0
+        timeline = Timeline(
+            path=path,
+            start_ns=int(times.min()),
+            end_ns=int(times.max()),
+            screen_ns=np.sort(times[is_screen]),
+            input_ns=np.sort(times[is_input & ~hidden]),
+            key_ns=times[is_key],
+            key_vk=vk[is_key],
+            key_press=press[is_key],
+        )
+        spans: Spans = selector.select(timeline) & timeline.whole
+        span_of = spans.index_of(times)
+        span_of[hidden] = -1
+        used = np.unique(span_of[span_of >= 0])  # spans holding events, in time order: numbered 0, 1, ...
+        number = np.full(len(spans), -1, dtype=np.int64)
+        number[used] = np.arange(len(used))
+        result.spans = [spans.pairs[i] for i in used.tolist()]
+        result.extent_ns = (timeline.start_ns, timeline.end_ns)
+        for i in np.flatnonzero(span_of < 0).tolist():
+            result.events_outside[self.topics[i]] += 1
+        current = -1
+        for i, k in zip(np.flatnonzero(span_of >= 0).tolist(), number[span_of[span_of >= 0]].tolist(), strict=True):
+            if k != current and current >= 0:
+                rows.end_segment(current)
+            current = k
+            data = self.data[i]
+            rows.add(self.topics[i], self.times[i], self.types[i], orjson.loads(data), data, k)
+        if current >= 0:
+            rows.end_segment(current)
+
+
 def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     """Read one recording into an Arrow table of kept events (runs in worker processes)."""
     path, stored_path, split, config = task
     result = FileResult(path=path, split=split)
-    limiter = RateLimiter(config.rates_hz)
     media_refs: dict[str, list[int | None]] | None = {} if config.check_media else None
-    topics: list[str] = []
-    times: list[int] = []
-    types: list[str] = []
-    payloads: list[bytes] = []
+    rows = _KeptRows(config, result, media_refs)
+    # With an interval selector the spans come from every valid row, so rows wait until the file is read.
+    pending = _Pending() if config.selects_intervals else None
     try:
         with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
@@ -179,22 +339,14 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                         raise error from e
                     result.reject_bad(error, message_type)
                     continue
-                data = limiter.admit(topic, timestamp_ns, message_type, payload, data, len(times))
-                if data is None:
-                    continue
-                result.events_kept[topic] += 1
-                if message_type == _SCREEN_TYPE and media_refs is not None and (ref := payload.get("media_ref")):
-                    media_refs.setdefault(ref["uri"], []).append(ref.get("pts_ns"))
-                topics.append(topic)
-                times.append(timestamp_ns)
-                types.append(message_type)
-                payloads.append(dump_mcap_message_json(topic, timestamp_ns, message_type, data))
-            for row, topic, timestamp_ns, data in limiter.leftover_motion():  # thinned raw motion at the end
-                result.events_kept[topic] += 1
-                topics.insert(row, topic)
-                times.insert(row, timestamp_ns)
-                types.insert(row, RAW_MOUSE_TYPE)
-                payloads.insert(row, dump_mcap_message_json(topic, timestamp_ns, RAW_MOUSE_TYPE, data))
+                if pending is not None:
+                    pending.add(topic, timestamp_ns, message_type, payload, data)
+                else:
+                    rows.add(topic, timestamp_ns, message_type, payload, data, 0)
+            if pending is not None:
+                pending.keep_selected(path, config.interval, rows, result)
+            else:
+                rows.end_segment(0)  # thinned raw motion at the end
             result.bad_messages += reader.report.bad_messages  # payloads the reader could not normalize
             result.problem = describe_damage(reader.report, result) or None
     except OWADataError as e:
@@ -210,21 +362,15 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         result.problem, result.skipped = f"unexpected {type(e).__name__}: {e}", True
         result.events_kept.clear()
         return result
-    if not times:
-        result.problem = result.problem or f"no events on topics {', '.join(config.keep_topics)}"
+    if not rows.times:
+        if pending is not None and pending.times:
+            reason = f"no events inside the selected intervals ({json.dumps(config.interval.to_json())})"
+        else:
+            reason = f"no events on topics {', '.join(config.keep_topics)}"
+        result.problem = result.problem or reason
         result.skipped = True
         return result
-    n = len(times)
-    result.table = pa.Table.from_arrays(
-        [
-            pa.array([stored_path] * n, pa.string()),
-            pa.array(topics, pa.string()),
-            pa.array(times, pa.int64()),
-            pa.array(types, pa.string()),
-            pa.array(payloads, pa.binary()),
-        ],
-        schema=_ARROW_SCHEMA,
-    )
+    result.table = rows.table(stored_path, config.selects_intervals)
     if media_refs:
         result.media_problems = check_media(path, media_refs)
         if result.media_problems and config.strict:
@@ -284,20 +430,22 @@ def _plan_shards(splits: Mapping[str, Sequence[Path]], config: EventDatasetConfi
 def _write_shard(task: _ShardTask) -> list[FileResult]:
     """Convert a shard's recordings and stream their rows into its Arrow file (runs in workers)."""
     results = []
-    with pa.ipc.new_stream(task.shard_path, _hf_schema()) as writer:
+    schema = _hf_schema(task.config.selects_intervals)
+    with pa.ipc.new_stream(task.shard_path, schema) as writer:
         for path, stored in task.files:
             result = _convert_file((path, stored, task.split, task.config))
             if result.table is not None:
-                writer.write_table(result.table.replace_schema_metadata(_hf_schema().metadata))
+                writer.write_table(result.table.replace_schema_metadata(schema.metadata))
                 result.table = None
             results.append(result)
     return results
 
 
 @functools.cache
-def _hf_schema() -> pa.Schema:
+def _hf_schema(interval: bool = False) -> pa.Schema:
     """The Arrow schema with the ``datasets`` features in its metadata, as ``save_to_disk`` writes it."""
-    return _ARROW_SCHEMA.with_metadata({"huggingface": json.dumps({"info": {"features": EVENT_FEATURES_DICT}})})
+    features = event_features_dict(interval=interval)
+    return arrow_schema(features).with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
 
 
 def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[FileResult]]:
@@ -396,7 +544,7 @@ def _write(
     fingerprint = hashlib.sha256(repr(tasks).encode()).hexdigest()[:16]
     for split in ("train", "test"):
         shards = [Path(t.shard_path).name for t in tasks if t.split == split]
-        write_split_metadata(folder / split, shards, EVENT_FEATURES_DICT, fingerprint=fingerprint)
+        write_split_metadata(folder / split, shards, config.features_dict(), fingerprint=fingerprint)
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     report.seconds = time.perf_counter() - started
     return report

@@ -21,7 +21,7 @@ Each sample is a dict:
   ``image_size`` an ``(H, W, 3)`` uint8 array decoded straight to that size; else the lazy
   :class:`~owa.data.messages.ScreenCaptured` reference);
 * ``position_ids`` (with ``return_position_ids``): ``int64[max_sequence_length]``, restarting at 0 where an episode
-  starts inside the sample, 0 on padding;
+  (or, with an ``interval`` column from stage 1's interval selectors, a span) starts inside the sample, 0 on padding;
 * ``segment_offsets`` (with ``return_segment_offsets``): ``int64[n_segments + 1]``, the half-open token ranges of
   the episode segments of the sample (``cu_seqlens`` for padding-free attention), ending at ``total_token_count``.
 """
@@ -147,7 +147,8 @@ class FSLDatasetConfig:
         max_sequence_length: tokens per sample, padding included.
         load_images: decode frames to ``PIL.Image`` (RGB) in one batch per sample; otherwise return the lazy
             :class:`~owa.data.messages.ScreenCaptured` references.
-        episode_aware: never let a sample span two episodes (a sample ends at an episode's last event).
+        episode_aware: never let a sample span two episodes (a sample ends at an episode's last event). With an
+            ``interval`` column (stage 1's spans), every span counts as an episode here and below.
         return_position_ids: add ``position_ids`` restarting at 0 at each episode start within a sample.
         return_segment_offsets: add ``segment_offsets``, the episode segments' token offsets within a sample.
         log_every: log throughput every this many samples (INFO on this module's logger, rank 0 only);
@@ -355,9 +356,10 @@ class FSLDataset:
                 rows_affected=len(mismatch),
             )
 
-        starts = np.ones(len(counts), dtype=bool)
-        if len(counts) > 1:
-            starts[1:] = pc.not_equal(episodes[1:], episodes[:-1]).to_numpy(zero_copy_only=False)
+        # Segments: runs of one episode, and of one interval of it when the column is there (stage 1's spans), so a
+        # sample never presents two spans as continuous time.
+        segment_columns = ["episode_path", *(["interval"] if "interval" in self.dataset.column_names else [])]
+        starts = segment_starts(self.dataset.select_columns(segment_columns).with_format("arrow")[:])
 
         plan = plan_packing(
             counts,
@@ -403,7 +405,8 @@ class FSLDataset:
 
     def segments(self, index: int) -> list[tuple[str, range]]:
         """The episode segments of sample ``index``: ``(episode_path, rows)`` in order, ``rows`` the range of
-        :attr:`dataset` rows (events) of that episode in the sample. One segment unless the sample spans episodes.
+        :attr:`dataset` rows (events) of that episode in the sample. One segment unless the sample spans episodes
+        (or, with an ``interval`` column, spans of one).
 
         Raises:
             IndexError: ``index`` is out of range.

@@ -12,8 +12,17 @@ import typer
 
 from owa.data.cli.app import app
 from owa.data.events import DEFAULT_KEEP_TOPICS, EventDatasetConfig, FileResult, parse_rates
+from owa.data.intervals import Inactivity, parse_interval
 
 _DEFAULTS = EventDatasetConfig(train_dir=Path("."))
+_INACTIVITY = Inactivity()
+
+INTERVAL_HELP = (
+    "Which spans of each recording to keep: all (default), inactivity (where screen frames are at most "
+    "--screen-gap-s and inputs at most --input-gap-s apart), hotkey (between presses of --hotkey; its own events "
+    "dropped) or file:PATH (a JSON or CSV list of [start_s, end_s] per recording). Adds an interval column. "
+    "See docs/intervals.md."
+)
 
 RATE_HELP = (
     "Maximum rate of continuous samples on a topic, as topic=Hz; repeatable (defaults: mouse=60, screen=20). "
@@ -65,6 +74,17 @@ def events_command(
             "unreadable videos and screen messages outside their video (default: on; fatal with --strict).",
         ),
     ] = _DEFAULTS.check_media,
+    interval: Annotated[str, typer.Option("--interval", help=INTERVAL_HELP)] = "all",
+    screen_gap_s: Annotated[
+        float,
+        typer.Option("--screen-gap-s", help="inactivity: most seconds between screen frames of one span."),
+    ] = _INACTIVITY.screen_gap_s,
+    input_gap_s: Annotated[
+        float, typer.Option("--input-gap-s", help="inactivity: most seconds between inputs of one span.")
+    ] = _INACTIVITY.input_gap_s,
+    hotkey: Annotated[
+        str, typer.Option("--hotkey", help="hotkey: the toggle key, a name (F9) or a virtual-key code (0x78).")
+    ] = "F9",
 ) -> None:
     """Convert OWAMcap recordings into an Event Dataset (train/test), one row per kept event."""
     from tqdm import tqdm
@@ -84,6 +104,7 @@ def events_command(
         overwrite=overwrite,
         relative_to=relative_to,
         check_media=check_media,
+        interval=parse_interval(interval, screen_gap_s=screen_gap_s, input_gap_s=input_gap_s, hotkey=hotkey),
     )
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0
