@@ -70,16 +70,7 @@ from owa.data.errors import (
     RecordingError,
     StorageAccessError,
 )
-from owa.data.incremental import (
-    Manifest,
-    RecordingEntry,
-    RecordingVersion,
-    Staging,
-    link_or_copy,
-    read_version,
-    settings_key,
-    shard_name,
-)
+from owa.data.incremental import Manifest, PreviousDataset, Staging, plan_update
 from owa.data.media_check import check_media
 from owa.data.messages import MESSAGE_TYPES, ScreenCaptured, dump_mcap_message_json
 from owa.data.rate import DEFAULT_RATES_HZ, RAW_MOUSE_TYPE, RateLimiter, is_continuous_sample, parse_rates
@@ -445,7 +436,7 @@ def write_event_dataset(
     output = Path(os.path.abspath(config.output_dir))
     previous = staging = None
     if config.incremental:
-        previous = _Previous(Manifest.load(output) if output.is_dir() else None, local=output)
+        previous = PreviousDataset(Manifest.load(output) if output.is_dir() else None, local=output)
         if output.exists() and previous.manifest is None and not config.overwrite:
             raise OutputExistsError(
                 "Output folder already exists and is not an incremental dataset (no manifest.json); pass "
@@ -470,7 +461,7 @@ def _write_to_url(
     previous = staging = None
     if config.incremental:
         stored = {info.url[len(url.rstrip("/")) + 1 :] for info in storage.list_objects(url, options)}
-        previous = _Previous(Manifest.load(url, options) if stored else None, remote=stored)
+        previous = PreviousDataset(Manifest.load(url, options) if stored else None, remote=stored)
         if stored and previous.manifest is None and not config.overwrite:
             raise OutputExistsError(
                 "Output already exists and is not an incremental dataset (no manifest.json); pass overwrite=True "
@@ -507,7 +498,7 @@ def _write(
     folder: Path,
     on_file: Callable[[FileResult], None] | None,
     *,
-    previous: _Previous | None = None,
+    previous: PreviousDataset | None = None,
     staging: Staging | None = None,
 ) -> EventDatasetReport:
     """Plan the shards, run them (in workers), write the dataset metadata into ``folder``."""
@@ -530,7 +521,7 @@ def _write(
         (folder / split).mkdir()
     if config.incremental:
         assert staging is not None
-        _write_incremental(config, folder, found, report, on_file, previous or _Previous(None), staging)
+        _write_incremental(config, folder, found, report, on_file, previous or PreviousDataset(None), staging)
         (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
         report.seconds = time.perf_counter() - started
         return report
@@ -554,26 +545,6 @@ def _write(
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _Previous:
-    """The dataset an incremental run replaces: its manifest, and where its shards are (a folder or a URL)."""
-
-    manifest: Manifest | None
-    local: Path | None = None
-    remote: set[str] | None = None  # files stored under the URL output, relative to it
-    kept: set[str] = dataclasses.field(default_factory=set)  # of those, the ones the new dataset uses
-
-    def shard(self, entry: RecordingEntry) -> Path | str | None:
-        """Where ``entry``'s shard is: a local file, or its path under the URL output; None if it is gone."""
-        if entry.shard is None:
-            return None
-        relative = f"{entry.split}/{entry.shard}"
-        if self.local is not None:
-            path = self.local / entry.split / entry.shard
-            return path if path.is_file() else None
-        return relative if self.remote is not None and relative in self.remote else None
-
-
 def _row_settings(config: EventDatasetConfig) -> dict[str, Any]:
     """The settings that decide an incremental dataset's rows and report (see owa.data.incremental)."""
     return {
@@ -588,98 +559,47 @@ def _row_settings(config: EventDatasetConfig) -> dict[str, Any]:
     }
 
 
-def _current_version(path: Recording, found: RecordingSplits, config: EventDatasetConfig) -> RecordingVersion:
-    try:
-        return read_version(path, found.objects.get(str(path)), config.storage_options)
-    except OSError as e:  # gone or unreadable since it was listed: converting it reports why, and skips it
-        return RecordingVersion(-1, None, None, f"unreadable:{type(e).__name__}")
-
-
 def _write_incremental(
     config: EventDatasetConfig,
     folder: Path,
     found: RecordingSplits,
     report: EventDatasetReport,
     on_file: Callable[[FileResult], None] | None,
-    previous: _Previous,
+    previous: PreviousDataset,
     staging: Staging,
 ) -> None:
-    """Reuse the previous dataset's and the staging folder's shards where the recording is the same version,
-    convert the others (one shard each, into the staging folder), and lay out ``folder`` in full-rebuild order."""
-    settings = _row_settings(config)
-    key = settings_key(settings)
-    old = previous.manifest if previous.manifest is not None and previous.manifest.key == key else None
-    if previous.manifest is not None and old is None:
-        logger.warning("The conversion settings changed since the dataset was built: converting every recording")
-    staging.open()
-    staged = staging.completed(key)
-    order: dict[str, list[str]] = {"train": [], "test": []}
-    entries: dict[str, RecordingEntry] = {}
-    shard_files: dict[str, Path | str | None] = {}  # stored path -> the shard's file, or its path at the URL
-    todo: list[tuple[_ShardTask, str, RecordingVersion]] = []
-    for split in ("train", "test"):
-        for path in found.files[split]:
-            stored = _stored_path(path, config.relative_to)
-            order[split].append(stored)
-            version = _current_version(path, found, config)
-            prior = old.recordings.get(stored) if old is not None else None
-            if prior is not None and prior.split == split and prior.version.same_as(version):
-                shard = previous.shard(prior)
-                if prior.shard is None or shard is not None:
-                    entries[stored], shard_files[stored] = _moved(prior, str(path)), shard
-                    continue
-            done = staged.get(stored)
-            if done is not None and done.split == split and done.version.same_as(version):
-                shard = None if done.shard is None else staging.shards / done.shard
-                entries[stored], shard_files[stored] = _moved(done, str(path)), shard
-                continue
-            shard_path = str(staging.shards / shard_name(stored, version, key))
-            todo.append((_ShardTask(shard_path, split, ((str(path), stored),), config), stored, version))
+    """Convert what :func:`~owa.data.incremental.plan_update` leaves pending, one shard per recording, into the
+    staging folder; lay ``folder`` out in full-rebuild order with every shard, reused or new."""
+    recordings = {
+        split: [(str(path), _stored_path(path, config.relative_to)) for path in found.files[split]]
+        for split in ("train", "test")
+    }
+    plan = plan_update(
+        recordings,
+        settings=_row_settings(config),
+        previous=previous,
+        staging=staging,
+        objects=found.objects,
+        storage_options=config.storage_options,
+    )
     if on_file is not None:
-        for entry in entries.values():
-            on_file(FileResult.from_json(entry.result))
-    tasks = [task for task, _, _ in todo]
-    for (task, stored, version), results in zip(todo, _run_shards(tasks, config.resolved_workers()), strict=True):
+        for result in plan.reused():
+            on_file(result)
+    tasks = [_ShardTask(str(p.shard_path), p.split, ((p.source, p.stored),), config) for p in plan.pending]
+    for pending, results in zip(plan.pending, _run_shards(tasks, config.resolved_workers()), strict=True):
         (result,) = results
-        shard = Path(task.shard_path)
-        name = shard.name if result.kept else None
-        entry = RecordingEntry(stored, task.files[0][0], task.split, version, name, result.kept, result.to_json())
-        staging.record([entry], key)
-        entries[stored], shard_files[stored] = entry, shard if result.kept else None
+        plan.completed(pending, result)
         if on_file is not None:
             on_file(result)
-    listed: list[tuple[str, list[str]]] = []
-    for split in ("train", "test"):
-        names = []
-        for stored in order[split]:
-            entry = entries[stored]
-            report.add(FileResult.from_json(entry.result))
-            if entry.shard is None:
-                continue
-            names.append(entry.shard)
-            shard = shard_files[stored]
-            if isinstance(shard, Path):
-                link_or_copy(shard, folder / split / entry.shard)
-            else:  # already stored at the URL output
-                assert shard is not None
-                previous.kept.add(shard)
+    listed, results = plan.lay_out(folder)
+    for result in results:
+        report.add(result)
+    for split, names in listed.items():
         if not names:  # datasets cannot load a split of no shards
             names.append("empty.arrow")
             with pa.ipc.new_stream(str(folder / split / names[0]), _hf_schema()):
                 pass
-        listed.append((split, names))
-    fingerprint = hashlib.sha256(json.dumps([key, listed]).encode()).hexdigest()[:16]
-    for split, names in listed:
+    fingerprint = hashlib.sha256(json.dumps([plan.key, listed]).encode()).hexdigest()[:16]
+    for split, names in listed.items():
         write_split_metadata(folder / split, names, EVENT_FEATURES_DICT, fingerprint=fingerprint)
-    current = {stored for stored_paths in order.values() for stored in stored_paths}
-    manifest = Manifest(key, settings, {stored: entries[stored] for split in order.values() for stored in split})
-    manifest.save(folder)
-    removed = len(set(previous.manifest.recordings) - current) if previous.manifest is not None else 0
-    report.incremental = {"converted": len(todo), "reused": len(entries) - len(todo), "removed": removed}
-
-
-def _moved(entry: RecordingEntry, source: str) -> RecordingEntry:
-    """``entry`` read from ``source`` now (the same stored path can be read from a moved folder)."""
-    if entry.source == source:
-        return entry
-    return dataclasses.replace(entry, source=source, result={**entry.result, "path": source})
+    report.incremental = plan.counts()

@@ -40,19 +40,25 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from owa.data import storage
+from owa.data.conversion_report import FileResult
 
 __all__ = [
     "MANIFEST_FILENAME",
     "WHOLE_FILE_HASH_BYTES",
     "Manifest",
+    "PendingRecording",
+    "PreviousDataset",
     "RecordingEntry",
     "RecordingVersion",
     "Staging",
+    "UpdatePlan",
+    "link_or_copy",
+    "plan_update",
     "read_version",
     "settings_key",
     "shard_name",
@@ -279,3 +285,161 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+# -- one run ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PreviousDataset:
+    """The dataset an incremental run replaces: its manifest, and where its shards are (a folder or a URL)."""
+
+    manifest: Manifest | None
+    local: Path | None = None
+    remote: set[str] | None = None  # files stored under the URL output, relative to it
+    kept: set[str] = dataclasses.field(default_factory=set)  # of those, the ones the new dataset uses (filled in)
+
+    def shard(self, entry: RecordingEntry) -> Path | str | None:
+        """Where ``entry``'s shard is: a local file, or its path under the URL output; None if it is gone."""
+        if entry.shard is None:
+            return None
+        if self.local is not None:
+            path = self.local / entry.split / entry.shard
+            return path if path.is_file() else None
+        relative = f"{entry.split}/{entry.shard}"
+        return relative if self.remote is not None and relative in self.remote else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PendingRecording:
+    """A recording to convert into its own shard (in the staging folder)."""
+
+    source: str
+    stored: str
+    split: str
+    version: RecordingVersion
+    shard_path: Path
+
+
+@dataclasses.dataclass
+class UpdatePlan:
+    """What a run reuses and converts; :func:`plan_update` makes it, the caller converts :attr:`pending`."""
+
+    key: str
+    settings: dict[str, Any]
+    previous: PreviousDataset
+    staging: Staging
+    order: dict[str, list[str]]  # split -> stored paths, in full-rebuild order
+    pending: list[PendingRecording]
+    entries: dict[str, RecordingEntry] = dataclasses.field(default_factory=dict)  # stored path -> entry
+    shards: dict[str, Path | str | None] = dataclasses.field(default_factory=dict)  # its file, or path at the URL
+
+    def reused(self) -> Iterator[FileResult]:
+        """What the reused recordings contributed (for progress, before the conversions start)."""
+        return (FileResult.from_json(entry.result) for entry in self.entries.values())
+
+    def completed(self, pending: PendingRecording, result: FileResult) -> None:
+        """Record a converted recording (its shard is closed): in the staging log, then in the plan."""
+        shard = pending.shard_path if result.kept else None
+        entry = RecordingEntry(
+            pending.stored,
+            pending.source,
+            pending.split,
+            pending.version,
+            None if shard is None else shard.name,
+            result.kept,
+            result.to_json(),
+        )
+        self.staging.record([entry], self.key)
+        self.entries[pending.stored], self.shards[pending.stored] = entry, shard
+
+    def lay_out(self, folder: Path) -> tuple[dict[str, list[str]], list[FileResult]]:
+        """Put each split's shards in ``folder/<split>`` (hard links), in full-rebuild order; save the manifest.
+
+        Returns each split's shard names, in order, and every recording's result, in order. A shard stored at
+        the URL output is not copied: it is added to ``previous.kept``.
+        """
+        listed: dict[str, list[str]] = {}
+        results = []
+        for split, stored_paths in self.order.items():
+            listed[split] = []
+            for stored in stored_paths:
+                entry = self.entries[stored]
+                results.append(FileResult.from_json(entry.result))
+                if entry.shard is None:
+                    continue
+                listed[split].append(entry.shard)
+                shard = self.shards[stored]
+                if isinstance(shard, Path):
+                    link_or_copy(shard, folder / split / entry.shard)
+                else:
+                    assert shard is not None
+                    self.previous.kept.add(shard)
+        in_order = {stored: self.entries[stored] for paths in self.order.values() for stored in paths}
+        Manifest(self.key, self.settings, in_order).save(folder)
+        return listed, results
+
+    def counts(self) -> dict[str, int]:
+        """Recordings converted, reused, and removed since the previous dataset (the report's ``incremental``)."""
+        current = {stored for paths in self.order.values() for stored in paths}
+        old = self.previous.manifest
+        removed = len(set(old.recordings) - current) if old is not None else 0
+        return {"converted": len(self.pending), "reused": len(current) - len(self.pending), "removed": removed}
+
+
+def plan_update(
+    recordings: Mapping[str, Sequence[tuple[str, str]]],
+    *,
+    settings: dict[str, Any],
+    previous: PreviousDataset,
+    staging: Staging,
+    objects: Mapping[str, storage.ObjectInfo] | None = None,
+    storage_options: storage.StorageOptions | None = None,
+) -> UpdatePlan:
+    """Decide, for each recording (split -> ``(source, stored path)`` in order), whether a shard can be reused.
+
+    A recording is reused from the previous dataset, else from the staging folder, when it is the same version
+    (:meth:`RecordingVersion.same_as`) in the same split under the same settings; else it is pending, to be
+    converted into ``staging.shards/<shard_name>``. ``objects`` are listings of URL recordings (their ETags).
+    """
+    key = settings_key(settings)
+    old = previous.manifest if previous.manifest is not None and previous.manifest.key == key else None
+    if previous.manifest is not None and old is None:
+        logger.warning("The conversion settings changed since the dataset was built: converting every recording")
+    staging.open()
+    staged = staging.completed(key)
+    plan = UpdatePlan(key, settings, previous, staging, {split: [] for split in recordings}, [])
+    for split, pairs in recordings.items():
+        for source, stored in pairs:
+            plan.order[split].append(stored)
+            version = _current_version(source, (objects or {}).get(source), storage_options)
+            prior = old.recordings.get(stored) if old is not None else None
+            if prior is not None and prior.split == split and prior.version.same_as(version):
+                shard = previous.shard(prior)
+                if prior.shard is None or shard is not None:
+                    plan.entries[stored], plan.shards[stored] = _read_from(prior, source), shard
+                    continue
+            done = staged.get(stored)
+            if done is not None and done.split == split and done.version.same_as(version):
+                shard = None if done.shard is None else staging.shards / done.shard
+                plan.entries[stored], plan.shards[stored] = _read_from(done, source), shard
+                continue
+            shard_path = staging.shards / shard_name(stored, version, key)
+            plan.pending.append(PendingRecording(source, stored, split, version, shard_path))
+    return plan
+
+
+def _current_version(
+    source: str, info: storage.ObjectInfo | None, storage_options: storage.StorageOptions | None
+) -> RecordingVersion:
+    try:
+        return read_version(source, info, storage_options)
+    except OSError as e:  # gone or unreadable since it was listed: converting it reports why, and skips it
+        return RecordingVersion(-1, None, None, f"unreadable:{type(e).__name__}")
+
+
+def _read_from(entry: RecordingEntry, source: str) -> RecordingEntry:
+    """``entry`` read from ``source`` now (the same stored path can be read from a moved folder)."""
+    if entry.source == source:
+        return entry
+    return dataclasses.replace(entry, source=source, result={**entry.result, "path": source})
