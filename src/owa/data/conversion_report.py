@@ -76,6 +76,45 @@ class FileResult:
             "events_dropped": self.events_outside.total(),
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the rows, as JSON: what an incremental run stores to report a reused recording again."""
+        return {
+            "path": self.path,
+            "split": self.split,
+            "events_read": dict(self.events_read),
+            "events_kept": dict(self.events_kept),
+            "problem": self.problem,
+            "skipped": self.skipped,
+            "bad_messages": self.bad_messages,
+            "bad_examples": self.bad_examples,
+            "unknown_types": [[message_type, topic, n] for (message_type, topic), n in self.unknown_types.items()],
+            "events_invalid": dict(self.events_invalid),
+            "media_problems": [p.to_json() for p in self.media_problems],
+            "events_outside": dict(self.events_outside),
+            "spans": None if self.spans is None else [list(span) for span in self.spans],
+            "extent_ns": None if self.extent_ns is None else list(self.extent_ns),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileResult:
+        """The result :meth:`to_json` saved (without rows)."""
+        return cls(
+            path=data["path"],
+            split=data["split"],
+            events_read=Counter(data["events_read"]),
+            events_kept=Counter(data["events_kept"]),
+            problem=data["problem"],
+            skipped=data["skipped"],
+            bad_messages=data["bad_messages"],
+            bad_examples=list(data["bad_examples"]),
+            unknown_types=Counter({(t, topic): n for t, topic, n in data["unknown_types"]}),
+            events_invalid=Counter(data["events_invalid"]),
+            media_problems=[MediaProblem.from_json(p) for p in data["media_problems"]],
+            events_outside=Counter(data.get("events_outside") or {}),
+            spans=None if data.get("spans") is None else [(start, end) for start, end in data["spans"]],
+            extent_ns=None if data.get("extent_ns") is None else tuple(data["extent_ns"]),
+        )
+
     def reject_unknown(self, topic: str, message_type: str) -> None:
         """Count a row of a message type no typed model describes; it does not enter the dataset."""
         self.events_invalid[topic] += 1
@@ -116,6 +155,8 @@ class EventDatasetReport:
     events_outside: Counter[str] = dataclasses.field(default_factory=Counter)  # outside the selected intervals
     intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per recording, with a selector
     seconds: float = 0.0
+    # An incremental run (owa.data.incremental): recordings converted, reused from earlier runs, and removed.
+    incremental: dict[str, int] | None = None
 
     def add(self, result: FileResult) -> None:
         self.files += 1
@@ -231,6 +272,12 @@ class EventDatasetReport:
             )
             for entry in self.media:
                 lines.extend(f"  media: {entry['file']} — {p['summary']}" for p in entry["problems"])
+        if self.incremental is not None:
+            counts = self.incremental
+            lines.append(
+                f"incremental: {counts['converted']:,} converted, {counts['reused']:,} reused, "
+                f"{counts['removed']:,} removed"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -258,6 +305,7 @@ class EventDatasetReport:
                 else {}
             ),
             "seconds": round(self.seconds, 3),
+            **({} if self.incremental is None else {"incremental": self.incremental}),
         }
 
 

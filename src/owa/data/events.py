@@ -30,6 +30,14 @@ The rules, in one place:
 * **Paths.** ``episode_path`` is absolute by default. With ``relative_to`` it is stored relative to that
   folder (move recordings and dataset together, then pass the new folder as ``episode_root`` to the
   transforms). The choice is saved in the report.
+* **Object storage** (:mod:`owa.data.storage`). ``train_dir``, ``test_dir`` and ``output_dir`` may be fsspec
+  URLs (``s3://bucket/prefix``), read and written with ``storage_options``. Recordings at URLs are stored as
+  their URLs (or relative to a URL ``relative_to``). A URL output is built in a local temporary folder, then
+  uploaded with its marker files last (:func:`owa.data.storage.upload_dataset_dir`).
+* **Incremental** (:mod:`owa.data.incremental`). With ``incremental``, a re-run converts only new or changed
+  recordings, reuses the shards of the others, and gives the same rows as a full rebuild with ``incremental``
+  (one shard per recording; splits by :func:`~owa.data.discovery.hash_split` of the stored path). An
+  interrupted run resumes from what it completed.
 * **Bad input.** By default an unreadable file is skipped and a damaged one salvaged up to the damage;
   both are listed (reason, events kept) in the returned report (:mod:`owa.data.conversion_report`) and in
   ``conversion_report.json`` saved in the dataset folder. ``strict=True`` makes any problem fatal. The
@@ -57,11 +65,20 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from owa.data import storage
 from owa.data.atomic import atomic_output_dir, output_write_errors
 from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, FileResult, describe_damage
 from owa.data.dataset_io import write_split_metadata
-from owa.data.discovery import discover_recordings, split_recordings
-from owa.data.errors import InvalidInputError, MessageValidationError, OWADataError, RecordingError
+from owa.data.discovery import Recording, RecordingSplits, discover_recordings, split_recordings
+from owa.data.errors import (
+    InvalidInputError,
+    MessageValidationError,
+    OutputExistsError,
+    OWADataError,
+    RecordingError,
+    StorageAccessError,
+)
+from owa.data.incremental import Manifest, PreviousDataset, Staging, plan_update
 from owa.data.intervals import All, IntervalSelector, Spans, Timeline, parse_interval
 from owa.data.media_check import check_media
 from owa.data.messages import (
@@ -117,11 +134,16 @@ class EventDatasetConfig:
     opens each video the kept screen messages point to and checks their times (:mod:`owa.data.media_check`).
     ``interval`` chooses the spans of each recording to keep (:mod:`owa.data.intervals`): a selector, or a
     ``--interval`` string (``all``, ``inactivity``, ``hotkey``, ``file:PATH``) with the default thresholds.
+
+    ``train_dir``, ``test_dir``, ``output_dir`` and ``relative_to`` may be URLs (``s3://bucket/prefix``, kept as
+    strings; local paths become :class:`Path`); ``storage_options`` are their fsspec filesystem's options
+    (:mod:`owa.data.storage`; never saved: the report lists their keys only). ``incremental`` reuses what an
+    earlier run converted (:mod:`owa.data.incremental`); it implies hash-based splits and one shard per recording.
     """
 
-    train_dir: Path
-    output_dir: Path | None = None
-    test_dir: Path | None = None
+    train_dir: Path | str
+    output_dir: Path | str | None = None
+    test_dir: Path | str | None = None
     rates_hz: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_RATES_HZ))
     keep_topics: tuple[str, ...] = DEFAULT_KEEP_TOPICS
     test_percent: float = 0.2
@@ -129,11 +151,17 @@ class EventDatasetConfig:
     num_workers: int = 0
     strict: bool = False
     overwrite: bool = False
-    relative_to: Path | None = None
+    relative_to: Path | str | None = None
     check_media: bool = True
     interval: IntervalSelector = dataclasses.field(default_factory=All)
+    storage_options: Mapping[str, Any] | None = None
+    incremental: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("train_dir", "output_dir", "test_dir", "relative_to"):
+            value = getattr(self, name)
+            if value is not None and not storage.is_url(value):
+                object.__setattr__(self, name, Path(value))  # frozen: normalized once, here
         if isinstance(self.interval, str):
             object.__setattr__(self, "interval", parse_interval(self.interval))
         elif not isinstance(self.interval, IntervalSelector):
@@ -167,6 +195,7 @@ class EventDatasetConfig:
         return event_features_dict(interval=self.selects_intervals)
 
     def to_json(self) -> dict[str, Any]:
+        """The settings as JSON for the report; of ``storage_options`` only the keys (values may be credentials)."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             v = getattr(self, field.name)
@@ -177,6 +206,7 @@ class EventDatasetConfig:
             elif isinstance(v, Mapping):
                 v = dict(v)
             out[field.name] = v
+        out["storage_options"] = sorted(self.storage_options) if self.storage_options is not None else None
         return out
 
 
@@ -311,7 +341,9 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
     # With an interval selector the spans come from every valid row, so rows wait until the file is read.
     pending = _Pending() if config.selects_intervals else None
     try:
-        with OWAMcapReader(path, on_damage="raise" if config.strict else "salvage") as reader:
+        with OWAMcapReader(
+            path, on_damage="raise" if config.strict else "salvage", storage_options=config.storage_options
+        ) as reader:
             for topic, timestamp_ns, message_type, data in reader.iter_messages(config.keep_topics):
                 result.events_read[topic] += 1
                 # Validate at the edge, before the rate rule (a bad row must not move its clock): a known
@@ -349,6 +381,8 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
                 rows.end_segment(0)  # thinned raw motion at the end
             result.bad_messages += reader.report.bad_messages  # payloads the reader could not normalize
             result.problem = describe_damage(reader.report, result) or None
+    except StorageAccessError:  # not this recording's fault: every other one would fail the same way
+        raise
     except OWADataError as e:
         if config.strict:
             raise
@@ -372,7 +406,7 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
         return result
     result.table = rows.table(stored_path, config.selects_intervals)
     if media_refs:
-        result.media_problems = check_media(path, media_refs)
+        result.media_problems = check_media(path, media_refs, storage_options=config.storage_options)
         if result.media_problems and config.strict:
             raise result.media_problems[0].error
     return result
@@ -383,10 +417,24 @@ def _convert_file(task: tuple[str, str, str, EventDatasetConfig]) -> FileResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def _stored_path(path: Path, relative_to: Path | None) -> str:
+def _stored_path(path: Recording, relative_to: Path | str | None) -> str:
+    """``episode_path`` as stored: the path or URL, or relative to ``relative_to`` (a folder or URL prefix).
+
+    Raises:
+        InvalidInputError: a URL recording outside the URL ``relative_to``, or a URL and a local path mixed.
+    """
     if relative_to is None:
         return str(path)
-    return os.path.relpath(path, relative_to.absolute())
+    if storage.is_url(path) or storage.is_url(relative_to):
+        prefix = str(relative_to).rstrip("/") + "/"
+        if not (storage.is_url(path) and storage.is_url(relative_to) and str(path).startswith(prefix)):
+            raise InvalidInputError(
+                f"Cannot store episode_path relative to {relative_to}: the recording is not under it "
+                "(with URLs, relative_to must be a URL prefix holding every recording)",
+                path=path,
+            )
+        return str(path)[len(prefix) :]
+    return os.path.relpath(path, Path(relative_to).absolute())
 
 
 # A shard closes at this much input or this many recordings, whichever comes first.
@@ -404,12 +452,19 @@ class _ShardTask:
     config: EventDatasetConfig
 
 
-def _plan_shards(splits: Mapping[str, Sequence[Path]], config: EventDatasetConfig, folder: Path) -> list[_ShardTask]:
+def _plan_shards(
+    splits: Mapping[str, Sequence[Recording]],
+    config: EventDatasetConfig,
+    folder: Path,
+    objects: Mapping[str, storage.ObjectInfo] | None = None,
+) -> list[_ShardTask]:
     """Group each split's sorted recordings into contiguous shards by input size.
 
     The plan depends only on the files, never on the worker count, so the output is identical for any
-    ``num_workers``. Small shards keep workers balanced and progress smooth.
+    ``num_workers``. Small shards keep workers balanced and progress smooth. ``objects`` gives the sizes of
+    URL recordings (from their listing).
     """
+    objects = objects or {}
     tasks: list[_ShardTask] = []
     for split in ("train", "test"):
         groups: list[list[Path]] = [[]]
@@ -419,7 +474,7 @@ def _plan_shards(splits: Mapping[str, Sequence[Path]], config: EventDatasetConfi
                 groups.append([])
                 size = 0
             groups[-1].append(path)
-            size += path.stat().st_size
+            size += objects[path].size if isinstance(path, str) else path.stat().st_size
         for i, group in enumerate(groups):
             name = f"data-{i:05d}-of-{len(groups):05d}.arrow"
             files = tuple((str(p), _stored_path(p, config.relative_to)) for p in group)
@@ -485,12 +540,14 @@ def build_event_dataset(
     import datasets
 
     if config.output_dir is None:  # in memory, as the caller asked for no folder
+        if config.incremental:
+            raise ValueError("Invalid output_dir (None) with incremental=True: an incremental run updates a folder")
         with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch, output_write_errors(scratch, within=scratch):
             report = _write(config, Path(scratch), on_file)
             result = datasets.load_from_disk(scratch, keep_in_memory=True)
     else:
         report = write_event_dataset(config, on_file=on_file)
-        result = datasets.load_from_disk(str(config.output_dir))
+        result = datasets.load_from_disk(str(config.output_dir), storage_options=config.storage_options)
     result.report = report
     return result
 
@@ -505,37 +562,117 @@ def write_event_dataset(
     ``DatasetDict.save_to_disk`` lays it out, and loads with ``datasets.load_from_disk``. Nothing is read
     back, so the caller's memory stays flat however large the corpus (the CLI uses this).
 
+    A URL ``output_dir`` (``s3://bucket/events``) is built in a local temporary folder (``TMPDIR`` needs room
+    for the whole dataset), then uploaded, its marker files last, and loads with
+    ``datasets.load_from_disk(url, storage_options=...)``. With ``incremental``, an existing output holding a
+    ``manifest.json`` is updated (see :mod:`owa.data.incremental`); the previous dataset stays loadable until
+    the new one replaces it.
+
     Raises:
         ValueError: ``config.output_dir`` is None.
         InvalidInputError (a DatasetError): missing folders, overlapping splits, no recordings found.
-        OutputExistsError: output exists and ``config.overwrite`` is False.
+        OutputExistsError: output exists and ``config.overwrite`` is False (with ``incremental``: and it is not
+            an incremental dataset).
+        StorageAccessError: an object store denied a request or cannot be reached.
         OWADataError: any bad recording when ``config.strict``.
     """
     if config.output_dir is None:
         raise ValueError("Invalid output_dir (None). write_event_dataset needs a folder; use build_event_dataset.")
-    with atomic_output_dir(config.output_dir, overwrite=config.overwrite) as tmp:
-        report = _write(config, tmp, on_file)
-        (tmp / REPORT_FILENAME).write_text(
-            json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
-        )
+    if storage.is_url(config.output_dir):
+        return _write_to_url(config, str(config.output_dir), on_file)
+    output = Path(os.path.abspath(config.output_dir))
+    previous = staging = None
+    if config.incremental:
+        previous = PreviousDataset(Manifest.load(output) if output.is_dir() else None, local=output)
+        if output.exists() and previous.manifest is None and not config.overwrite:
+            raise OutputExistsError(
+                "Output folder already exists and is not an incremental dataset (no manifest.json); pass "
+                "overwrite=True (--overwrite) to rebuild it",
+                path=output,
+            )
+        staging = Staging(output.parent / f".{output.name[:64]}.incremental")
+    replace = config.overwrite or (previous is not None and previous.manifest is not None)
+    with atomic_output_dir(output, overwrite=replace) as tmp:
+        report = _write(config, tmp, on_file, previous=previous, staging=staging)
+        _write_report(tmp, config, report)
+    if staging is not None:
+        staging.remove()
     return report
 
 
+def _write_to_url(
+    config: EventDatasetConfig, url: str, on_file: Callable[[FileResult], None] | None
+) -> EventDatasetReport:
+    """:func:`write_event_dataset` to a URL: build in a local temporary folder, then upload or update."""
+    options = config.storage_options
+    previous = staging = None
+    if config.incremental:
+        stored = {info.url[len(url.rstrip("/")) + 1 :] for info in storage.list_objects(url, options)}
+        previous = PreviousDataset(Manifest.load(url, options) if stored else None, remote=stored)
+        if stored and previous.manifest is None and not config.overwrite:
+            raise OutputExistsError(
+                "Output already exists and is not an incremental dataset (no manifest.json); pass overwrite=True "
+                "(--overwrite) to rebuild it",
+                path=url,
+            )
+        # Resuming needs the staging folder to outlive the process: a fixed name per output URL.
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        staging = Staging(Path(tempfile.gettempdir()) / f"owa-events-staging-{digest}")
+    elif not config.overwrite and storage.exists(url, options):  # before the build, not after it
+        raise OutputExistsError("Output already exists; pass overwrite=True (--overwrite) to replace it", path=url)
+    with tempfile.TemporaryDirectory(prefix="owa-events-") as scratch:
+        local = Path(scratch)
+        with output_write_errors(url, within=scratch):
+            report = _write(config, local, on_file, previous=previous, staging=staging)
+            _write_report(local, config, report)
+        if previous is not None and previous.manifest is not None:
+            storage.update_dataset_dir(local, url, options, keep=previous.kept)
+        else:
+            storage.upload_dataset_dir(local, url, options, overwrite=config.overwrite)
+    if staging is not None:
+        staging.remove()
+    return report
+
+
+def _write_report(folder: Path, config: EventDatasetConfig, report: EventDatasetReport) -> None:
+    (folder / REPORT_FILENAME).write_text(
+        json.dumps({"config": config.to_json(), "report": report.to_json()}, indent=2, ensure_ascii=False)
+    )
+
+
 def _write(
-    config: EventDatasetConfig, folder: Path, on_file: Callable[[FileResult], None] | None
+    config: EventDatasetConfig,
+    folder: Path,
+    on_file: Callable[[FileResult], None] | None,
+    *,
+    previous: PreviousDataset | None = None,
+    staging: Staging | None = None,
 ) -> EventDatasetReport:
     """Plan the shards, run them (in workers), write the dataset metadata into ``folder``."""
     started = time.perf_counter()
-    found = split_recordings(config.train_dir, config.test_dir, test_percent=config.test_percent, seed=config.seed)
+    found = split_recordings(
+        config.train_dir,
+        config.test_dir,
+        test_percent=config.test_percent,
+        seed=config.seed,
+        storage_options=config.storage_options,
+        split_key=(lambda p: _stored_path(p, config.relative_to)) if config.incremental else None,
+    )
     splits = found.files
     if not any(splits.values()):
         raise InvalidInputError("No .mcap recordings found", path=config.train_dir)
     report = EventDatasetReport(symlink_loops=[str(p) for p in found.loops])
     for split, duplicate, kept in found.duplicates:
         report.add_duplicate(str(duplicate), str(kept), split)
-    tasks = _plan_shards(splits, config, folder)
     for split in ("train", "test"):
         (folder / split).mkdir()
+    if config.incremental:
+        assert staging is not None
+        _write_incremental(config, folder, found, report, on_file, previous or PreviousDataset(None), staging)
+        (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
+        report.seconds = time.perf_counter() - started
+        return report
+    tasks = _plan_shards(splits, config, folder, found.objects)
     for results in _run_shards(tasks, config.resolved_workers()):
         for result in results:
             report.add(result)
@@ -548,3 +685,69 @@ def _write(
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     report.seconds = time.perf_counter() - started
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# Incremental runs (owa.data.incremental)
+# --------------------------------------------------------------------------------------------------
+
+
+def _row_settings(config: EventDatasetConfig) -> dict[str, Any]:
+    """The settings that decide an incremental dataset's rows and report (see owa.data.incremental)."""
+    return {
+        "rates_hz": {topic: float(rate) for topic, rate in sorted(config.rates_hz.items())},
+        "keep_topics": list(config.keep_topics),
+        "split": "test_dir"
+        if config.test_dir is not None
+        else {"rule": "hash", "test_percent": config.test_percent, "seed": config.seed},
+        "relative_to": None if config.relative_to is None else str(config.relative_to),
+        "strict": config.strict,
+        "check_media": config.check_media,
+        "interval": config.interval.to_json(),
+    }
+
+
+def _write_incremental(
+    config: EventDatasetConfig,
+    folder: Path,
+    found: RecordingSplits,
+    report: EventDatasetReport,
+    on_file: Callable[[FileResult], None] | None,
+    previous: PreviousDataset,
+    staging: Staging,
+) -> None:
+    """Convert what :func:`~owa.data.incremental.plan_update` leaves pending, one shard per recording, into the
+    staging folder; lay ``folder`` out in full-rebuild order with every shard, reused or new."""
+    recordings = {
+        split: [(str(path), _stored_path(path, config.relative_to)) for path in found.files[split]]
+        for split in ("train", "test")
+    }
+    plan = plan_update(
+        recordings,
+        settings=_row_settings(config),
+        previous=previous,
+        staging=staging,
+        objects=found.objects,
+        storage_options=config.storage_options,
+    )
+    if on_file is not None:
+        for result in plan.reused():
+            on_file(result)
+    tasks = [_ShardTask(str(p.shard_path), p.split, ((p.source, p.stored),), config) for p in plan.pending]
+    for pending, results in zip(plan.pending, _run_shards(tasks, config.resolved_workers()), strict=True):
+        (result,) = results
+        plan.completed(pending, result)
+        if on_file is not None:
+            on_file(result)
+    listed, results = plan.lay_out(folder)
+    for result in results:
+        report.add(result)
+    for split, names in listed.items():
+        if not names:  # datasets cannot load a split of no shards
+            names.append("empty.arrow")
+            with pa.ipc.new_stream(str(folder / split / names[0]), _hf_schema(config.selects_intervals)):
+                pass
+    fingerprint = hashlib.sha256(json.dumps([plan.key, listed]).encode()).hexdigest()[:16]
+    for split, names in listed.items():
+        write_split_metadata(folder / split, names, config.features_dict(), fingerprint=fingerprint)
+    report.incremental = plan.counts()
