@@ -1,5 +1,5 @@
-"""Datasets on disk in the ``save_to_disk`` layout: saving quietly (to a folder or a URL), and writing the layout
-for streamed shards.
+"""Datasets on disk in the ``save_to_disk`` layout: saving quietly (to a folder or a URL), publishing a stage's
+output with its ``owa_data.json`` atomically, and writing the layout for streamed shards.
 
 ``datasets`` is imported only inside the functions that use it: stage 1 writes its folder with
 :func:`write_split_metadata` and never imports it.
@@ -11,14 +11,17 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from owa.data import storage
 from owa.data.errors import OutputExistsError
 
-__all__ = ["quiet_datasets_progress", "save_dataset", "write_split_metadata"]
+if TYPE_CHECKING:
+    from owa.data.metadata import DatasetMetadata
+
+__all__ = ["publish_dataset", "quiet_datasets_progress", "save_dataset", "write_split_metadata"]
 
 
 @contextlib.contextmanager
@@ -76,6 +79,50 @@ def save_dataset(
             dataset.save_to_disk(str(path), num_shards=shards)
         else:
             dataset.save_to_disk(str(path), num_shards=1 if len(dataset) == 0 else None)
+
+
+def publish_dataset(
+    dataset: Any,
+    output: str | os.PathLike[str],
+    *,
+    metadata: DatasetMetadata,
+    add_files: Callable[[Path], None] | None = None,
+    storage_options: storage.StorageOptions | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Save a stage's output (a ``Dataset`` or ``DatasetDict``) with its ``owa_data.json``, all or nothing.
+
+    The folder is built locally first: ``save_to_disk``, then ``owa_data.json``
+    (:func:`owa.data.metadata.write_metadata`), then ``add_files(folder)`` for any other files the stage keeps beside
+    the dataset. A local ``output`` is then renamed into place (:mod:`owa.data.atomic`); a URL is uploaded with its
+    marker files last (:func:`owa.data.storage.upload_dataset_dir`). Either way a reader never finds a loadable
+    dataset without its metadata.
+
+    Raises:
+        OutputExistsError: ``output`` exists and ``overwrite`` is False (checked before any work).
+        StorageAccessError: the object store denied a request or cannot be reached.
+    """
+    from owa.data.metadata import write_metadata
+
+    def build(folder: Path) -> None:
+        save_dataset(dataset, folder)
+        write_metadata(folder, metadata)
+        if add_files is not None:
+            add_files(folder)
+
+    if storage.is_url(output):
+        if not overwrite and storage.exists(output, storage_options):  # before the build, not after it
+            raise OutputExistsError("Output already exists; pass overwrite=True to replace it", path=os.fspath(output))
+        with tempfile.TemporaryDirectory(prefix="owa-data-upload-") as tmp:
+            local = Path(tmp) / "dataset"
+            local.mkdir()
+            build(local)
+            storage.upload_dataset_dir(local, str(output), storage_options, overwrite=overwrite)
+        return
+    from owa.data.atomic import atomic_output_dir
+
+    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        build(tmp)
 
 
 def write_split_metadata(

@@ -27,6 +27,7 @@ __all__ = [
     "PackingError",
     "RecordingError",
     "StorageAccessError",
+    "TokenizerMismatchError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",
@@ -199,6 +200,12 @@ class InvalidInputError(DatasetError):
 
 class OutputExistsError(InvalidInputError):
     """The output folder exists and overwriting was not requested."""
+
+
+class TokenizerMismatchError(DatasetError):
+    """A tokenized or packed dataset was opened with a tokenizer whose vocabulary differs from the one that made its
+    ids. The context names the dataset (``file``) and both tokenizers' names and vocabulary fingerprints
+    (``recorded``, ``given``)."""
 
 
 class TokenizerNotPreparedError(OWADataError):
