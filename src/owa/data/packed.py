@@ -480,5 +480,5 @@ def check_tokenizer(
         "tokenizer, or tokenize again with this one",
         path=os.fspath(path),
         recorded=f"{recorded.name_or_path} ({recorded.vocab_size} ids, {recorded.fingerprint})",
-        given=f"{name} ({len(tokenizer)} ids, {prepared or given})",
+        given=f"{name} ({len(tokenizer)} ids, {given})",
     )
