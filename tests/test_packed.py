@@ -54,8 +54,16 @@ def invoke(*args: Any) -> Any:
 @pytest.fixture(scope="module")
 def packed_dir(folders: dict[str, Path]) -> Path:
     out = folders["root"] / "packed"
-    result = invoke("pack", folders["events"], "--tokenizer", folders["tokenizer"], "--max-sequence-length", LENGTH,
-                    "--output-dir", out)  # fmt: skip
+    result = invoke(
+        "pack",
+        folders["events"],
+        "--tokenizer",
+        folders["tokenizer"],
+        "--max-sequence-length",
+        LENGTH,
+        "--output-dir",
+        out,
+    )
     assert result.exit_code == EXIT_OK, result.output
     assert f"Saved packed dataset to {out}" in result.output
     return out
@@ -252,7 +260,7 @@ def test_a_packed_dataset_at_a_url_round_trips(s3: Any, folders: dict[str, Path]
         overwrite=True,
     )
     assert list(FSLDataset.load(url, storage_options=s3.storage_options, cache_dir=cache)) == ["test"]
-    with pytest.raises(InvalidInputError, match="No owa_data.json"):
+    with pytest.raises(InvalidInputError, match=r"No owa_data\.json"):
         FSLDataset.load(s3.url("packed/none"), storage_options=s3.storage_options, cache_dir=cache)
 
 
@@ -263,9 +271,22 @@ def test_a_packed_dataset_at_a_url_round_trips(s3: Any, folders: dict[str, Path]
 
 def test_tokenize_command_writes_a_self_describing_tokenized_dataset(folders: dict[str, Path]) -> None:
     out = folders["root"] / "tokenized"
-    result = invoke("tokenize", folders["events"], "--tokenizer", folders["tokenizer"], "--output-dir", out,
-                    "--image-token", "<image>", "--image-token-length", 8, "--screen-size", "2560x1440",
-                    "--split", "train")  # fmt: skip
+    result = invoke(
+        "tokenize",
+        folders["events"],
+        "--tokenizer",
+        folders["tokenizer"],
+        "--output-dir",
+        out,
+        "--image-token",
+        "<image>",
+        "--image-token-length",
+        8,
+        "--screen-size",
+        "2560x1440",
+        "--split",
+        "train",
+    )
     assert result.exit_code == EXIT_OK, result.output
     tokenized = datasets.load_from_disk(str(out))
     assert list(tokenized) == ["train"]
@@ -298,7 +319,7 @@ def test_tokenize_and_pack_exit_codes(folders: dict[str, Path], packed_dir: Path
             64,
             "--output-dir",
             tmp_path / "a",
-        ],  # fmt: skip
+        ],
         "not a tokenizer": ["tokenize", events, "--tokenizer", tmp_path, "--output-dir", tmp_path / "b"],
         "bad screen size": ["tokenize", events, *common, "--screen-size", "wide", "--output-dir", tmp_path / "c"],
         "json takes no screen size": [
@@ -311,7 +332,7 @@ def test_tokenize_and_pack_exit_codes(folders: dict[str, Path], packed_dir: Path
             "800x600",
             "--output-dir",
             tmp_path / "d",
-        ],  # fmt: skip
+        ],
         "unknown layout": ["tokenize", events, *common, "--image-layout", "nope", "--output-dir", tmp_path / "e"],
         "bad on-error": ["tokenize", events, *common, "--on-error", "ignore", "--output-dir", tmp_path / "f"],
         "unknown split": ["tokenize", events, *common, "--split", "dev", "--output-dir", tmp_path / "g"],
@@ -333,9 +354,23 @@ def test_tokenize_and_pack_exit_codes(folders: dict[str, Path], packed_dir: Path
 
 def test_pack_flags_reach_the_saved_configs(folders: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "qwen"
-    result = invoke("pack", folders["events"], "--tokenizer", folders["tokenizer"], "--max-sequence-length", 256,
-                    "--output-dir", out, "--image-layout", "default", "--pointer-space", "frame", "--episode-aware",
-                    "--split", "test")  # fmt: skip
+    result = invoke(
+        "pack",
+        folders["events"],
+        "--tokenizer",
+        folders["tokenizer"],
+        "--max-sequence-length",
+        256,
+        "--output-dir",
+        out,
+        "--image-layout",
+        "default",
+        "--pointer-space",
+        "frame",
+        "--episode-aware",
+        "--split",
+        "test",
+    )
     assert result.exit_code == EXIT_OK, result.output
     metadata = read_metadata(out)
     assert metadata.config["tokenizer"]["pointer_space"] == "frame"
