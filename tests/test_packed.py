@@ -380,3 +380,11 @@ def test_pack_flags_reach_the_saved_configs(folders: dict[str, Path], tmp_path: 
     assert list(packing["splits"]) == ["test"] and packing["max_sequence_length"] == 256
     loaded = FSLDataset.load(out, load_images=False)
     assert list(loaded) == ["test"] and loaded["test"].episode_aware
+
+
+def test_bench_pack_quick_runs(tmp_path: Path) -> None:
+    from benchmarks.bench_pack import QUICK_COUNTS, QUICK_TOKENS, main
+
+    results = main(["--quick", "--output", str(tmp_path)])  # checks exact counts and every sample against prepare()
+    assert {key: results[f"{key}_{QUICK_TOKENS}"] for key in QUICK_COUNTS} == QUICK_COUNTS
+    assert 0 < results[f"load_s_{QUICK_TOKENS}"] < 1.0

@@ -134,6 +134,16 @@ class _Throughput:
         )
 
 
+def _flat_values(chunk: pa.ListArray) -> pa.Array:
+    """``chunk.flatten()`` without reading the values: a zero-copy slice, touching two offsets (a memory-mapped
+    dataset stays unread until samples are)."""
+    if chunk.null_count:  # flatten skips the values of null lists
+        return chunk.flatten()
+    offsets = chunk.offsets  # this chunk's, slice offset applied
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return chunk.values.slice(start, end - start)
+
+
 def _format_rates(rates: np.ndarray) -> str:
     samples, tokens, images, rgb_bytes = rates
     return f"{samples:.1f}s/s, {tokens:,.0f}t/s, {images:.1f}i/s, {rgb_bytes / 1e6:.1f}MB/s"
@@ -349,8 +359,8 @@ class FSLDataset:
 
     def _attach(self, table: pa.Table, packed: PackedSplit) -> None:
         """Keep the columns' flat buffers (zero-copy views) and the packing: what reading a sample needs."""
-        self._tokens = _ChunkedBuffer([c.flatten() for c in table.column("token_ids").chunks], to_numpy=True)
-        self._images = _ChunkedBuffer([c.flatten() for c in table.column("images").chunks], to_numpy=False)
+        self._tokens = _ChunkedBuffer([_flat_values(c) for c in table.column("token_ids").chunks], to_numpy=True)
+        self._images = _ChunkedBuffer([_flat_values(c) for c in table.column("images").chunks], to_numpy=False)
         self._image_offsets = packed.image_offsets
         self._episode_paths = table.column("episode_path")  # read only to name the episode in errors
         self._episode_start = packed.episode_start
