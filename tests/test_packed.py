@@ -264,6 +264,21 @@ def test_a_packed_dataset_at_a_url_round_trips(s3: Any, folders: dict[str, Path]
         FSLDataset.load(s3.url("packed/none"), storage_options=s3.storage_options, cache_dir=cache)
 
 
+def test_pack_writes_to_a_url_with_the_default_credentials(
+    s3: Any, folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import fsspec
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", dict(s3.storage_options))  # what a user's fsspec config does
+    url = s3.url("packed/cli")
+    args = ["pack", folders["events"], "--tokenizer", folders["tokenizer"], "--max-sequence-length", LENGTH]
+    result = invoke(*args, "--output-dir", url, "--split", "test")
+    assert result.exit_code == EXIT_OK, result.output
+    loaded = FSLDataset.load(url, load_images=False, cache_dir=tmp_path)
+    assert_same_samples(loaded["test"], reference(folders)["test"])
+    assert invoke(*args, "--output-dir", url).exit_code == EXIT_USAGE  # exists
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The commands
 # ------------------------------------------------------------------------------------------------------------
