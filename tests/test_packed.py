@@ -403,3 +403,19 @@ def test_bench_pack_quick_runs(tmp_path: Path) -> None:
     results = main(["--quick", "--output", str(tmp_path)])  # checks exact counts and every sample against prepare()
     assert {key: results[f"{key}_{QUICK_TOKENS}"] for key in QUICK_COUNTS} == QUICK_COUNTS
     assert 0 < results[f"load_s_{QUICK_TOKENS}"] < 1.0
+
+
+def test_an_empty_split_round_trips(folders: dict[str, Path], tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(folders["tokenizer"])
+    episode_tokenizer = EpisodeTokenizer()
+    episode_tokenizer.prepare_model(tokenizer=tokenizer)
+    train = episode_tokenizer.tokenize_event_dataset(datasets.load_from_disk(str(folders["events"]))["train"])
+    options = {"pad_token_id": 0, "max_sequence_length": LENGTH, "load_images": False}
+    packed = {
+        "train": FSLDataset(train, **options).prepare(),
+        "test": FSLDataset(train.select([]), **options).prepare(),
+    }
+    save_packed_dataset(packed, tmp_path / "p", episode_tokenizer=episode_tokenizer)
+    loaded = FSLDataset.load(tmp_path / "p", load_images=False)
+    assert len(loaded["test"]) == 0 and list(loaded["test"]) == []
+    assert_same_samples(loaded["train"], packed["train"])
