@@ -1,15 +1,19 @@
 """Benchmark stage 1 (recordings → Event Dataset) against a bare ``mcap`` read of the same files, same run.
 
     .venv/bin/python -m benchmarks.bench_events            # 1,200 small episodes; a couple of minutes
+    .venv/bin/python -m benchmarks.bench_events --video    # 400 episodes with their videos (the media check)
     .venv/bin/python -m benchmarks.bench_events --quick    # tiny smoke run
 
-* **Corpus**: ``--episodes`` synthetic 5 s episodes (``owa.data.recordings.synthetic``) (no video: stage 1 never
-  decodes frames), cached under ``bench-output/`` so reruns skip generation.
+* **Corpus**: ``--episodes`` synthetic 5 s episodes (``owa.data.recordings.synthetic``), cached under
+  ``bench-output/`` so reruns skip generation. Without ``--video`` no video is written, so stage 1's media
+  check finds each episode's video missing (a stat, nothing opened); with ``--video`` each episode has its
+  ``.mkv`` and the check opens it and reads its packet index, as by default on real recordings.
 * **Baseline**: one process iterating ``mcap.reader.make_reader(f).iter_messages()`` over every file,
   nothing else done with the messages.
 * **Ours**: ``scripts/01_raw_events_to_event_dataset.py`` in a fresh process with ``--num-workers 2``
-  and the default flags, end to end: interpreter start, imports, reading, rate limiting, writing the
-  dataset with ``save_to_disk``. Peak RSS is the largest of the script and its workers.
+  and the default flags (media check on; ``--video`` also times ``--no-check-media``), end to end:
+  interpreter start, imports, reading, rate limiting, the media check, writing the dataset with
+  ``save_to_disk``. Peak RSS is the largest of the script and its workers.
 
 The goal: ours ≥ 0.7 × the bare read's speed (time_bare / time_ours ≥ 0.7) at 1,200 episodes, and peak
 RSS that stays flat when the corpus triples.
@@ -32,15 +36,15 @@ GOAL_RATIO = 0.7
 UPSTREAM_MSGS_PER_S = 29_000
 
 
-def make_corpus(root: Path, episodes: int, seconds: float) -> Path:
+def make_corpus(root: Path, episodes: int, seconds: float, *, video: bool = False) -> Path:
     from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
-    corpus = root / f"corpus-{episodes}x{seconds:g}s"
+    corpus = root / f"corpus-{episodes}x{seconds:g}s{'-video' if video else ''}"
     done = corpus / ".complete"
     if not done.exists():
         shutil.rmtree(corpus, ignore_errors=True)
         started = time.perf_counter()
-        write_sample_corpus(corpus, episodes, SampleConfig(seconds=seconds, video=False, seed=1), workers=2)
+        write_sample_corpus(corpus, episodes, SampleConfig(seconds=seconds, video=video, seed=1), workers=2)
         done.write_text("ok")
         print(f"generated {episodes} episodes in {time.perf_counter() - started:.1f}s -> {corpus}")
     return corpus
@@ -75,7 +79,7 @@ def topic_counts(corpus: Path) -> dict[str, int]:
     return dict(counts)
 
 
-def run_ours(corpus: Path, workers: int) -> tuple[float, float, dict[str, int]]:
+def run_ours(corpus: Path, workers: int, *flags: str) -> tuple[float, float, dict[str, int]]:
     """Seconds end to end, peak RSS (MiB) and output counts of the stage-1 script in a fresh process.
 
     The counts (read after the timing) are the dataset's ``rows`` over all splits and distinct ``episodes``.
@@ -85,7 +89,7 @@ def run_ours(corpus: Path, workers: int) -> tuple[float, float, dict[str, int]]:
     """
     out = Path(tempfile.mkdtemp(prefix="owa-bench-events-")) / "events"
     command = [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
-               "--num-workers", str(workers)]  # fmt: skip
+               "--num-workers", str(workers), *flags]  # fmt: skip
     wrapper = (
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "sys.stderr.write(r.stderr); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
@@ -118,24 +122,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from owa.data.events import DEFAULT_KEEP_TOPICS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=1200)
+    parser.add_argument("--episodes", type=int, default=None, help="default 1,200 (400 with --video)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--video", action="store_true", help="episodes with videos (default 400 of them)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench-output")
     args = parser.parse_args(argv)
+    if args.episodes is None:
+        args.episodes = 400 if args.video else 1200
     if args.quick:
         args.episodes, args.seconds = 6, 1.0
         args.work_dir = Path(tempfile.mkdtemp(prefix="owa-bench-quick-"))
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
-    corpus = make_corpus(args.work_dir, args.episodes, args.seconds)
+    corpus = make_corpus(args.work_dir, args.episodes, args.seconds, video=args.video)
     third = max(1, args.episodes // 3)
-    small = make_corpus(args.work_dir, third, args.seconds)
+    small = make_corpus(args.work_dir, third, args.seconds, video=args.video)
     bare_s, messages = bare_read(corpus)
     topics = topic_counts(corpus)
     ours_s, peak_mib, counts = run_ours(corpus, args.workers)
     _, small_peak_mib, _ = run_ours(small, args.workers)
+    unchecked_s = run_ours(corpus, args.workers, "--no-check-media")[0] if args.video else None
     ratio = bare_s / ours_s
     figures = {
         "episodes": args.episodes,
@@ -154,10 +162,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "peak_rss_mib": peak_mib,
         "peak_rss_mib_third": small_peak_mib,
     }
-    print(f"corpus: {args.episodes} episodes, {messages:,} messages")
+    if unchecked_s is not None:
+        figures["ours_seconds_no_check_media"] = unchecked_s
+        figures["ratio_no_check_media"] = bare_s / unchecked_s
+    print(f"corpus: {args.episodes} episodes{' with videos' if args.video else ''}, {messages:,} messages")
     print(f"bare mcap read (1 process):    {bare_s:7.2f}s  {messages / bare_s:>10,.0f} msgs/s")
     print(f"owa-data stage 1 ({args.workers} workers): {ours_s:7.2f}s  {messages / ours_s:>10,.0f} msgs/s  "
           f"(process start included; peak RSS {peak_mib:,.0f} MiB)")  # fmt: skip
+    if unchecked_s is not None:
+        print(f"  with --no-check-media:       {unchecked_s:7.2f}s  {messages / unchecked_s:>10,.0f} msgs/s")
     print(f"peak RSS: {small_peak_mib:,.0f} MiB at {third:,} episodes, {peak_mib:,.0f} MiB at {args.episodes:,}")
     print(
         f"ratio ours/bare speed: {ratio:.2f}x (goal >= {GOAL_RATIO}x); "

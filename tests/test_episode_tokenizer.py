@@ -541,3 +541,19 @@ def test_on_error_skip_a_batch_of_only_bad_rows_still_reports_its_count() -> Non
     out = event_tokenizer.tokenize_event_dataset(events, num_proc=2, batch_size=2, on_error="skip")
     assert len(out) == 2 and out[0]["text"].startswith("<EPISODE_START>") and out[1]["text"].endswith("<EPISODE_END>")
     assert event_tokenizer.last_tokenize_stats.events_skipped == 4
+
+
+def test_tokenize_stats_are_counters_and_keep_their_attributes() -> None:
+    from owa.data.counters import Counters
+    from owa.data.episode_tokenizer import TokenizeStats
+
+    stats = TokenizeStats(rows=6)
+    assert isinstance(stats, Counters) and not stats.shared
+    stats.add(events_skipped=2, error_counts={"EncodingError": 2}, last_error="row=5")
+    assert (stats.rows, stats.events_skipped, stats.errors, stats.last_error) == (6, 2, {"EncodingError": 2}, "row=5")
+    assert stats.as_dict() == {
+        "rows": 6,
+        "events_skipped": 2,
+        "errors": {"EncodingError": 2},
+        "last_error": "row=5",
+    }

@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from mcap_helpers import write_mcap
 from owa.data.encoders import create_encoder
 from owa.data.errors import MessageValidationError
-from owa.data.events import _FAST_CHECKS, REPORT_FILENAME, EventDatasetConfig, build_event_dataset
+from owa.data.events import REPORT_FILENAME, EventDatasetConfig, build_event_dataset
 from owa.data.messages import MESSAGE_TYPES, MouseEvent, RawMouseEvent, decode_payload
 from owa.data.recordings.reader import OWAMcapReader
+from owa.data.validation import FAST_CHECKS
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -211,5 +212,5 @@ def _mutated(draw: st.DrawFn) -> tuple[str, dict]:
 @given(case=_mutated())
 def test_the_fast_check_never_accepts_what_the_model_rejects(case: tuple[str, dict]) -> None:
     message_type, payload = case
-    if _FAST_CHECKS[message_type](payload):
+    if FAST_CHECKS[message_type](payload):
         MESSAGE_TYPES[message_type].model_validate_json(orjson.dumps(payload))

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from inspect_data import expected_counts, write_episodes
 from owa.data.cli import EXIT_OK, EXIT_USAGE, app
+from owa.data.encoders.vk_names import vk_label
 from owa.data.events import EventDatasetConfig, write_event_dataset
 from owa.data.inspect import collect_stats, detect_kind
 from owa.data.inspect.event_stats import TOP_KEYS
-from owa.data.inspect.keys import vk_name
 
 MAIN = "from owa.data.cli import main; main()"
 
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _top_keys(keys: collections.Counter[int]) -> list[dict[str, Any]]:
     ranked = sorted(keys.items(), key=lambda item: (-item[1], item[0]))[:TOP_KEYS]
-    return [{"vk": vk, "name": vk_name(vk), "presses": n} for vk, n in ranked]
+    return [{"vk": vk, "name": vk_label(vk), "presses": n} for vk, n in ranked]
 
 
 def test_recordings_folder_counts(corpus: dict[str, Any]) -> None:

@@ -122,7 +122,11 @@ def test_real_recording_pointer_sits_on_the_cursor(recordings_dir: Path, tmp_pat
 
     timeline = load_recording(recordings_dir / "0.4.2.mcap")
     (sample,) = sample_frames(timeline, [timeline.start_ns + 1_950_000_000])
-    assert sample.mapping is not None and sample.mapping.window and sample.mapping.origin == (366, 307)
+    assert (
+        sample.mapping is not None
+        and sample.mapping.is_window
+        and (sample.mapping.left, sample.mapping.top) == (366, 307)
+    )
     assert sample.pointer_desktop == (751, 636) and sample.pointer_pixel == (385, 329)
     x, y = sample.pointer_pixel
     assert sample.image is not None

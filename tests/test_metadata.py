@@ -148,14 +148,14 @@ def test_a_dataset_at_a_url_loads_with_its_metadata(s3: Any, stages: dict[str, P
     assert loaded["train"]["token_ids"] == tokenized["train"]["token_ids"]
     with pytest.raises(OutputExistsError):
         publish_dataset(tokenized, url, metadata=metadata, storage_options=s3.storage_options)
-    with pytest.raises(InvalidInputError, match="No owa_data.json"):
+    with pytest.raises(InvalidInputError, match=r"No owa_data\.json"):
         owa.data.load(s3.url("self-describing/nothing"), storage_options=s3.storage_options)
 
 
 def test_missing_or_invalid_metadata_is_a_clear_error(stages: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "plain"
     datasets.Dataset.from_dict({"a": [1]}).save_to_disk(str(folder))
-    with pytest.raises(InvalidInputError, match="No owa_data.json") as error:
+    with pytest.raises(InvalidInputError, match=r"No owa_data\.json") as error:
         owa.data.load(folder)
     assert error.value.path == str(folder / METADATA_FILENAME)
     assert read_metadata(folder, missing_ok=True) is None
@@ -170,7 +170,7 @@ def test_missing_or_invalid_metadata_is_a_clear_error(stages: dict[str, Path], t
     }
     for case, text in cases.items():
         (folder / METADATA_FILENAME).write_text(text)
-        with pytest.raises(InvalidInputError, match="owa_data.json") as error:
+        with pytest.raises(InvalidInputError, match=r"owa_data\.json") as error:
             read_metadata(folder)
         assert error.value.path == str(folder / METADATA_FILENAME), case
 

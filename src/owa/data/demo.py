@@ -69,22 +69,29 @@ def run_demo(output_dir: str | os.PathLike[str], *, episodes: int = 3, seconds: 
 
     Raises:
         OutputExistsError: ``output_dir`` exists.
+        OutputWriteError: ``output_dir`` cannot be created or written.
     """
+    from owa.data.atomic import output_write_errors
+    from owa.data.errors import OutputExistsError
+
+    out = Path(os.path.abspath(output_dir))
+    with output_write_errors(out, within=out):
+        if out.exists():  # a name too long fails here
+            raise OutputExistsError("Demo output folder already exists; remove it or pick another", path=out)
+        return _run_demo(out, episodes, seconds)
+
+
+def _run_demo(out: Path, episodes: int, seconds: float) -> DemoResult:
     from datasets import load_from_disk
 
     from owa.data.binning import BinningConfig, build_binned_dataset
     from owa.data.episode_tokenizer import EpisodeTokenizer
-    from owa.data.errors import OutputExistsError
     from owa.data.events import EventDatasetConfig, build_event_dataset
     from owa.data.fsl_dataset import FSLDataset
     from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
     from owa.data.transforms import create_binned_dataset_transform, create_event_dataset_transform
 
-    out = Path(os.path.abspath(output_dir))
-    if out.exists():
-        raise OutputExistsError("Demo output folder already exists; remove it or pick another", path=out)
     result = DemoResult(out)
-
     recordings = out / "recordings"
     sample = SampleConfig(seconds=seconds, width=320, height=180, codec="hevc", seed=0)
     made = write_sample_corpus(recordings, episodes, sample, workers=1)

@@ -24,39 +24,41 @@ instead of running the tokenizer; :meth:`EpisodeTokenizer.prepare_model` proves 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import pyarrow as pa
 
 from owa.data._token_lookup import TokenLookup
-from owa.data.dataset_io import quiet_datasets_progress
-from owa.data.encoders import EncoderConfig, EventEncoder, encoder_class
-from owa.data.encoders.base import EVENT_END, EVENT_START, _snippet, token_words
-from owa.data.episode_paths import resolve_episode_path
-from owa.data.errors import (
-    DatasetError,
-    EncodingError,
-    ImageLayoutError,
-    MessageValidationError,
-    OnError,
-    TokenizerNotPreparedError,
-    check_on_error,
+from owa.data._tokenize_batch import (
+    CARRIER,
+    TokenizeBatch,
+    TokenizeStats,
+    episode_flags,
+    stat_features,
+    sum_encoder_counts,
+    sum_skips,
+    usable_cores,
 )
-from owa.data.image_layout import ImageLayout, PresetName
-from owa.data.image_layout import image_layout as resolve_image_layout
+from owa.data.action_offset import event_order, offset_ns
+from owa.data.dataset_io import quiet_datasets_progress
+from owa.data.encoders import EventEncoder, encoder_class
+from owa.data.encoders.base import token_words
+from owa.data.errors import DatasetError, OnError, TokenizerNotPreparedError, check_on_error
+from owa.data.image_layout import ImageLayout
 from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, serialize_screen
-from owa.data.pointer_space import FrameSpaceEncoder, PointerSpace, check_pointer_space
+from owa.data.pointer_space import FrameSpaceEncoder
+from owa.data.token_decoding import DecodedEvents, TokenDecoder
+from owa.data.tokenizer_config import EpisodeTokenizerConfig
 
 if TYPE_CHECKING:
     import datasets
+    import pyarrow as pa
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from owa.data.embeddings import EmbeddingInit
@@ -73,272 +75,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STAT_PREFIX = "__owa_encoder_"  # temporary columns carrying encoder.stats counts out of map() workers
-_SKIP_PREFIX = "__owa_skipped_"  # temporary columns carrying on_error="skip" counts out of map() workers
-_LAST_ERROR = "__owa_last_error"
-_CARRIER = "__owa_carrier"  # a row that only carries counts (its batch dropped every row); removed
-
 # Rows per process below which tokenize_event_dataset stays in one process: starting workers and shipping the
 # tokenizer to them costs more than it saves on small datasets.
 _MIN_ROWS_PER_PROCESS = 250_000
 _BATCH_SIZE = 2_000
 
 
-@dataclasses.dataclass(frozen=True)
-class EpisodeTokenizerConfig:
-    """The settings of an :class:`EpisodeTokenizer` (the single source of truth for their defaults).
-
-    Attributes:
-        encoder_type: the event encoder, ``"hierarchical"`` or ``"json"``
-            (see :func:`owa.data.encoders.create_encoder`).
-        image_token: the token that stands for one slot of a screen frame (e.g. ``"<image>"`` for SmolVLM); one
-            token: a ``<...>`` piece or text without angle brackets (wrapper tokens go in ``image_layout``).
-        image_token_length: how many times the image token is repeated per frame.
-        image_layout: the tokens of one frame, ``prefix + token * count + suffix``: a preset name (``"smolvlm"``,
-            ``"internvl"``, ``"qwen2_vl"``, ``"default"``) or an :class:`~owa.data.image_layout.ImageLayout`; stored
-            as an ``ImageLayout``. ``None`` (default): ``image_token`` repeated ``image_token_length`` times, with no
-            prefix or suffix. With a layout, ``image_token`` and ``image_token_length`` are its ``token`` and
-            ``count`` (left at their defaults, they are set from it; other values are an error).
-        episode_start_token: prepended to the first event of every episode.
-        episode_end_token: appended to the last event of every episode.
-        encoder_config: the encoder's own config (e.g. :class:`~owa.data.encoders.HierarchicalConfig` with
-            ``screen_size``), of ``encoder_type``'s config class. ``None`` (default) means that class's defaults with
-            ``image_token``; a given one must have the same ``image_token``. :meth:`with_options` sets encoder
-            fields without building the encoder config by hand.
-        pointer_space: ``"screen"`` (default, the spec's): mouse positions in desktop pixels, normalized by the
-            encoder's ``screen_size``. ``"frame"``: in the captured frame's pixels, normalized by the frame size
-            (:mod:`owa.data.pointer_space`; needs each episode's ``.mcap``); decoding then gives frame pixels.
-
-    Raises:
-        ValueError: an invalid value, an unknown ``encoder_type``, or an ``encoder_config`` of another encoder or
-            with another ``image_token``.
-        ImageLayoutError: (also a ValueError) an invalid ``image_layout`` or ``image_token`` (several ``<...>``
-            tokens), a layout that disagrees with ``image_token``/``image_token_length``, or a layout prefix or
-            suffix token that is also an event or episode token.
-    """
-
-    encoder_type: str = "hierarchical"
-    image_token: str = "<IMAGE>"
-    image_token_length: int = 64
-    episode_start_token: str = "<EPISODE_START>"
-    episode_end_token: str = "<EPISODE_END>"
-    encoder_config: EncoderConfig | None = None
-    pointer_space: PointerSpace = "screen"
-    image_layout: ImageLayout | PresetName | None = None
-
-    def __post_init__(self) -> None:
-        check_pointer_space(self.pointer_space)
-        length = self.image_token_length
-        if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-            raise ValueError(
-                f"Invalid image_token_length ({self.image_token_length!r}). It must be a positive integer."
-            )
-        self._set_layout()
-        tokens = {
-            "image_token": self.image_token,
-            "episode_start_token": self.episode_start_token,
-            "episode_end_token": self.episode_end_token,
-        }
-        for name, token in tokens.items():
-            if not isinstance(token, str) or not token or token.strip() != token:
-                raise ValueError(f"Invalid {name} ({token!r}). It must be a non-empty string without spaces around it.")
-        if len(set(tokens.values())) != len(tokens):
-            raise ValueError(f"image_token, episode_start_token and episode_end_token must differ, got {tokens}")
-        config_class = encoder_class(self.encoder_type).config_class
-        if self.encoder_config is None:
-            object.__setattr__(self, "encoder_config", config_class(image_token=self.image_token))
-        elif not isinstance(self.encoder_config, config_class):
-            raise ValueError(
-                f"Invalid encoder_config ({type(self.encoder_config).__name__}) for encoder_type "
-                f"{self.encoder_type!r}. It must be a {config_class.__name__}."
-            )
-        elif self.encoder_config.image_token != self.image_token:
-            raise ValueError(
-                f"encoder_config.image_token ({self.encoder_config.image_token!r}) differs from image_token "
-                f"({self.image_token!r}). Set it once: EpisodeTokenizerConfig().with_options(image_token=..., ...)."
-            )
-        # A frame's prefix and suffix tokens must not be event or episode tokens, or events and frames could not
-        # be told apart (ImageLayout.validate checks the same again with the tokenizer in prepare_model).
-        layout = self.layout
-        event_tokens = encoder_class(self.encoder_type)(self.encoder_config).get_vocab()
-        event_tokens.update((self.episode_start_token, self.episode_end_token))
-        for piece in layout.new_tokens():
-            if piece != layout.token and piece in event_tokens:
-                raise ImageLayoutError(
-                    f"Invalid image_layout prefix/suffix token ({piece!r}). It is also an event or episode token, "
-                    "so events and frames could not be told apart. Supported values are tokens that no event "
-                    "encoder or episode uses."
-                )
-
-    def _set_layout(self) -> None:
-        """Normalize ``image_layout`` and check it against ``image_token``/``image_token_length``."""
-        layout = self.image_layout
-        if layout is None:
-            try:  # the plain layout of image_token: one token, repeated
-                ImageLayout(token=self.image_token, count=self.image_token_length)
-            except ImageLayoutError as e:
-                raise ImageLayoutError(
-                    f"Invalid image_token ({self.image_token!r}). {e.reason} Wrapper tokens around the slots "
-                    "go in image_layout=ImageLayout(prefix=..., token=..., count=..., suffix=...)."
-                ) from e
-            return
-        layout = resolve_image_layout(layout)  # a preset name -> its layout; raises ImageLayoutError otherwise
-        defaults = {f.name: f.default for f in dataclasses.fields(EpisodeTokenizerConfig)}
-        for name, value in (("image_token", layout.token), ("image_token_length", layout.count)):
-            given = getattr(self, name)
-            if given not in (defaults[name], value):
-                raise ImageLayoutError(
-                    f"Invalid {name} ({given!r}) with image_layout, whose "
-                    f"{'token' if name == 'image_token' else 'count'} is {value!r}. Supported values are the "
-                    f"layout's, or leave {name} out."
-                )
-            object.__setattr__(self, name, value)
-        object.__setattr__(self, "image_layout", layout)
-
-    @property
-    def layout(self) -> ImageLayout:
-        """The tokens of one frame: ``image_layout``, or ``image_token`` repeated ``image_token_length`` times."""
-        if isinstance(self.image_layout, ImageLayout):
-            return self.image_layout
-        return ImageLayout(token=self.image_token, count=self.image_token_length)
-
-    @staticmethod
-    def option_names(encoder_type: str = "hierarchical") -> tuple[list[str], list[str]]:
-        """``(tokenizer options, encoder options)``: the keywords :meth:`with_options` accepts for ``encoder_type``.
-
-        Raises:
-            ValueError: unknown ``encoder_type``.
-        """
-        own = [f.name for f in dataclasses.fields(EpisodeTokenizerConfig)]
-        encoder_fields = dataclasses.fields(encoder_class(encoder_type).config_class)
-        return own, [f.name for f in encoder_fields if f.name != "image_token"]
-
-    def with_options(self, **options: Any) -> EpisodeTokenizerConfig:
-        """A copy with ``options`` changed: fields of this class or of the encoder's config.
-
-        ``image_token`` is one option that sets both; changing ``encoder_type`` starts from the new encoder's
-        defaults. Example: ``EpisodeTokenizerConfig().with_options(image_token="<image>", screen_size=(2560, 1440))``.
-
-        Raises:
-            TypeError: an unknown option (the message lists the allowed ones).
-            ValueError: an invalid value.
-        """
-        own_names, _ = self.option_names()
-        own = {k: v for k, v in options.items() if k in own_names}
-        encoder_type = own.get("encoder_type", self.encoder_type)
-        _, encoder_names = self.option_names(encoder_type)
-        encoder_options = {k: v for k, v in options.items() if k not in own_names}
-        unknown = sorted(set(encoder_options) - set(encoder_names))
-        if unknown:
-            raise TypeError(
-                f"Unknown EpisodeTokenizer option(s): {', '.join(unknown)}. Allowed: {', '.join(own_names)} "
-                f"and the {encoder_type} encoder's {', '.join(encoder_names) or '(none)'}."
-            )
-        own.update(self._layout_options(own))
-        image_token = own.get("image_token", self.image_token)
-        if own.get("encoder_config") is not None:
-            encoder_config = own.pop("encoder_config")
-            if encoder_options:
-                encoder_config = dataclasses.replace(encoder_config, **encoder_options)
-        elif encoder_type == self.encoder_type and "encoder_config" not in own:
-            encoder_config = dataclasses.replace(self.encoder_config, image_token=image_token, **encoder_options)
-        else:
-            config_class = encoder_class(encoder_type).config_class
-            encoder_config = config_class(image_token=image_token, **encoder_options)
-        own.pop("encoder_config", None)
-        return dataclasses.replace(self, **own, encoder_config=encoder_config)
-
-    def _layout_options(self, own: dict[str, Any]) -> dict[str, Any]:
-        """``image_token``/``image_token_length`` that go with the options' or this config's ``image_layout``."""
-        if "image_layout" in own:
-            layout = own["image_layout"]
-            if layout is None:  # dropping the layout keeps its token and count unless they are given
-                return {}
-            layout = resolve_image_layout(layout)
-        elif self.image_layout is not None:
-            layout = self.layout
-        else:
-            return {}
-        derived = {"image_token": layout.token, "image_token_length": layout.count}
-        for name, value in derived.items():
-            if name in own and own[name] != value:
-                raise ImageLayoutError(
-                    f"Invalid {name} ({own[name]!r}) with image_layout, whose "
-                    f"{'token' if name == 'image_token' else 'count'} is {value!r}. Supported values are the "
-                    "layout's; pass image_layout=None to go back to a plain repeated image_token."
-                )
-        return {**derived, "image_layout": layout}
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (e.g. for dataset metadata); :meth:`from_json` reads it back."""
-        fields = dataclasses.asdict(self)
-        for name in ("encoder_config", "image_layout"):
-            if fields[name] is not None:
-                fields[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in fields[name].items()}
-        return fields
-
-    @classmethod
-    def from_json(cls, fields: Mapping[str, Any]) -> EpisodeTokenizerConfig:
-        """Read back :meth:`to_json`'s dict.
-
-        Raises:
-            TypeError: an unknown field.
-            ValueError: an invalid value.
-        """
-        fields = dict(fields)
-        encoder_fields = dict(fields.pop("encoder_config", None) or {})
-        encoder_fields.pop("image_token", None)  # the same as the top-level image_token
-        layout = fields.get("image_layout")
-        if isinstance(layout, Mapping):
-            fields["image_layout"] = ImageLayout(**layout)
-        return cls().with_options(**fields, **encoder_fields)
-
-
 TokenizedEvent = dict[str, Any]
 """``{"text": str, "token_ids": list[int], "images": list[ScreenCaptured], "total_token_count": int}``."""
-
-_FRAME = "\x00"  # stands for one collapsed frame while decoding; never part of a token's text
-
-
-class DecodedEvents(list[McapMessage]):
-    """What :meth:`EpisodeTokenizer.decode` returns: the decoded events (this list, in order), and what was left.
-
-    Attributes:
-        tail: the token ids of the event still open at the end (from its ``<EVENT_START>``), ``[]`` when none: a
-            generation that stopped mid-event. Decode ``tail + continuation`` again when the model has gone on.
-        skipped: how many malformed events (or runs of stray event tokens) ``on_error="skip"`` dropped.
-    """
-
-    def __init__(self, events: Sequence[McapMessage] = (), *, tail: Sequence[int] = (), skipped: int = 0) -> None:
-        super().__init__(events)
-        self.tail = list(tail)
-        self.skipped = skipped
-
-    @property
-    def events(self) -> list[McapMessage]:
-        """The events as a plain list."""
-        return list(self)
-
-    def __repr__(self) -> str:
-        return f"DecodedEvents({list.__repr__(self)}, tail={self.tail!r}, skipped={self.skipped})"
-
-
-@dataclasses.dataclass
-class TokenizeStats:
-    """What one :meth:`EpisodeTokenizer.tokenize_event_dataset` call dropped with ``on_error="skip"``, summed over
-    its worker processes (:attr:`EpisodeTokenizer.last_tokenize_stats`).
-
-    Attributes:
-        rows: rows of the input dataset.
-        events_skipped: rows dropped because the encoder could not encode them.
-        errors: skip counts by error type name (``EncodingError``, ``MessageValidationError``).
-        last_error: the message of one skipped row's error (the last batch's), or None.
-    """
-
-    rows: int = 0
-    events_skipped: int = 0
-    errors: dict[str, int] = dataclasses.field(default_factory=dict)
-    last_error: str | None = None
 
 
 class EpisodeTokenizer:
@@ -378,7 +122,7 @@ class EpisodeTokenizer:
         self.last_tokenize_stats = TokenizeStats()
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lookup: TokenLookup | None = None
-        self._id_to_token: dict[int, str] = {}
+        self._decoder: TokenDecoder | None = None
         self._new_tokens: dict[str, int] = {}  # tokens prepare_model added to the bound tokenizer -> ids
         self._pending_model: tuple[weakref.ref[PreTrainedModel], EmbeddingInit | None] | None = None
         self._vocabulary_digest: tuple[Any, str] | None = None
@@ -524,8 +268,9 @@ class EpisodeTokenizer:
         if tokenizer is not self._tokenizer:
             self._new_tokens = {}
         self._new_tokens.update({t: token_to_id[t] for t in new})
-        self._id_to_token = {i: t for t, i in token_to_id.items()}
         self._lookup = TokenLookup(tokenizer, token_to_id)
+        episode_tokens = (self.config.episode_start_token, self.config.episode_end_token)
+        self._decoder = TokenDecoder(tokenizer, token_to_id, self._layout, episode_tokens)
         self._tokenizer = tokenizer
         return added
 
@@ -613,7 +358,8 @@ class EpisodeTokenizer:
             ``tokenizer.encode(text, add_special_tokens=False)``), the screen references (one per frame) and
             ``len(token_ids)``.
 
-        With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording.
+        With ``pointer_space="frame"``, ``mcap_message.source_path`` must name its recording. With an action
+        offset, an action's tokens encode its time plus ``action_offset_s``, as in :meth:`tokenize_event_dataset`.
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
@@ -621,6 +367,9 @@ class EpisodeTokenizer:
             ValueError: frame space and a message without ``source_path``.
         """
         lookup = self._token_lookup()
+        if self.config.action_offset_s and mcap_message.topic in self.config.action_topics:
+            shifted = mcap_message.timestamp + offset_ns(self.config.action_offset_s)
+            mcap_message = mcap_message.model_copy(update={"timestamp": shifted})
         if self._frame_space is not None:
             if mcap_message.source_path is None:
                 raise ValueError(
@@ -649,6 +398,12 @@ class EpisodeTokenizer:
         Episodes are runs of rows with the same ``episode_path`` (as stage 1 writes them). The first event of
         every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it.
 
+        With ``action_offset_s`` (τ > 0) the rows of each episode segment (same ``episode_path``, and same
+        ``interval`` when the dataset has that column) are put in sequence order first: every action (a topic of
+        ``action_topics``) comes after the events of the next τ seconds and its tokens encode its time plus τ
+        (:mod:`owa.data.action_offset` has the exact rule, at both ends of a segment). This needs the columns
+        ``timestamp_ns`` and ``topic``. With τ = 0 (the default) nothing moves.
+
         Args:
             dataset: an Event Dataset split (columns ``episode_path`` and ``mcap_message``; others are dropped).
             episode_root: the folder relative ``episode_path`` values resolve against (stage 1 with ``relative_to``);
@@ -665,11 +420,13 @@ class EpisodeTokenizer:
         Returns:
             A dataset with columns ``episode_path`` (string), ``text`` (string), ``token_ids`` (list of int32),
             ``images`` (list of :func:`serialize_screen` strings, one per image-token group) and
-            ``total_token_count`` (int64), row for row (less the rows skipped).
+            ``total_token_count`` (int64), row for row (less the rows skipped); with an action offset, row ``i`` is
+            the event at sequence position ``i`` (:func:`owa.data.action_offset.event_order` gives the mapping).
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
-            DatasetError: a missing column, or an episode whose rows are not contiguous (names the episode).
+            DatasetError: a missing column (``timestamp_ns`` and ``topic`` too with an action offset), or an episode
+                whose rows are not contiguous (names the episode).
             EncodingError: an event the encoder cannot encode (e.g. a window event), naming the row and episode,
                 with ``on_error="raise"``.
             RecordingError, MediaError: with ``pointer_space="frame"``, an episode's capture cannot be read.
@@ -688,14 +445,34 @@ class EpisodeTokenizer:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"Invalid on_error ({on_error!r}). Supported values are 'raise', 'skip'.")
         self.last_tokenize_stats = TokenizeStats(rows=len(dataset))
-        is_first, is_last = _episode_flags(dataset)
+        is_first, is_last = episode_flags(dataset)
         if num_proc is None:
-            num_proc = max(1, min(_usable_cores(), len(dataset) // _MIN_ROWS_PER_PROCESS))
+            num_proc = max(1, min(usable_cores(), len(dataset) // _MIN_ROWS_PER_PROCESS))
         elif num_proc <= 0:
             raise ValueError(f"Invalid num_proc ({num_proc}). It must be a positive integer or None.")
 
+        shift_ns = source_rows = None
+        if self.config.action_offset_s and len(dataset):  # actions move later: rows in sequence order
+            sequence = event_order(dataset, self.config.action_offset_s, self.config.action_topics)
+            shift_ns = np.where(sequence.is_action, offset_ns(self.config.action_offset_s), 0)
+            source_rows = sequence.order
+            if not np.array_equal(sequence.order, np.arange(len(dataset))):
+                dataset = dataset.select(sequence.order)
+
         root = os.path.abspath(os.getcwd() if episode_root is None else os.fspath(episode_root))
-        worker = _TokenizeBatch(self, lookup, is_first, is_last, root, on_error)
+        worker = TokenizeBatch(
+            encode=(self._frame_space or self.encoder).encode_serialized,
+            encoder_stats=self.encoder.stats,
+            lookup=lookup,
+            layout=self._layout,
+            episode_tokens=(self.config.episode_start_token, self.config.episode_end_token),
+            is_first=is_first,
+            is_last=is_last,
+            episode_root=root,
+            on_error=on_error,
+            shift_ns=shift_ns,
+            source_rows=source_rows,
+        )
         list_type = getattr(datasets, "List", datasets.Sequence)
         features = datasets.Features(
             {
@@ -710,10 +487,7 @@ class EpisodeTokenizer:
             return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
         # Each batch also reports what the encoder clamped, so counts made in worker processes reach
         # this process's encoder.stats; the columns are dropped before returning.
-        stat_columns = {_STAT_PREFIX + name: datasets.Value("int64") for name in self.encoder.stats.COUNTERS}
-        stat_columns.update({_SKIP_PREFIX + name: datasets.Value("int64") for name in _SKIPPABLE_NAMES})
-        stat_columns[_LAST_ERROR] = datasets.Value("string")
-        stat_columns[_CARRIER] = datasets.Value("bool")
+        stat_columns = stat_features(self.encoder.stats.COUNTERS)
         started = time.perf_counter()
         with quiet_datasets_progress():  # the library never prints; progress is logged instead
             tokenized = dataset.with_format("arrow").map(
@@ -732,30 +506,20 @@ class EpisodeTokenizer:
 
         table = tokenized.select_columns(list(stat_columns)).with_format("arrow")[:]
         if num_proc > 1:  # in-process batches counted directly; workers' counts come back in the columns
-            totals = {
-                name: pc.sum(table.column(_STAT_PREFIX + name)).as_py() or 0 for name in self.encoder.stats.COUNTERS
-            }
-            self.encoder.stats.add(**totals)  # see owa.data.counters: map() workers' counts come home this way
-        self._count_skips(table)
-        carriers = table.column(_CARRIER)
+            # see owa.data.counters: map() workers' counts come home this way
+            self.encoder.stats.add(**sum_encoder_counts(table, self.encoder.stats.COUNTERS))
+        self._log_skips(table)
+        carriers = table.column(CARRIER)
         if pc.any(carriers).as_py():  # only when a whole batch was dropped
             tokenized = tokenized.select(np.flatnonzero(~carriers.to_numpy(zero_copy_only=False))).flatten_indices()
         tokenized = tokenized.remove_columns(list(stat_columns))
         logger.info("Tokenized %d events in %.2f s", len(tokenized), time.perf_counter() - started)
         return tokenized.with_format(None)
 
-    def _count_skips(self, table: pa.Table) -> None:
+    def _log_skips(self, table: pa.Table) -> None:
         """Sum the skip columns of the workers' output into :attr:`last_tokenize_stats` and log them."""
-        import pyarrow.compute as pc
-
         stats = self.last_tokenize_stats
-        for name in _SKIPPABLE_NAMES:
-            count = pc.sum(table.column(_SKIP_PREFIX + name)).as_py() or 0
-            if count:
-                stats.errors[name] = count
-                stats.events_skipped += count
-        messages = table.column(_LAST_ERROR).drop_null()
-        stats.last_error = messages[len(messages) - 1].as_py() if len(messages) else None
+        sum_skips(table, stats)
         if stats.events_skipped:
             logger.warning(
                 "tokenize_event_dataset skipped %d of %d rows the encoder could not encode (%s); last error: %s",
@@ -832,6 +596,11 @@ class EpisodeTokenizer:
           (the prompt's); the first generated event is placed at or after it. An event still open at the end is not
           an error but the result's :attr:`DecodedEvents.tail`, to decode again once the model has continued it.
 
+        With an action offset τ (``action_offset_s``), the times given are the sequence's, the times the tokens
+        encode (an action's recorded time plus τ: :func:`owa.data.action_offset.event_order` gives them for an
+        Event Dataset); unwrapping runs on those, then τ is taken off every action, so the events come back with
+        their recorded times, in sequence order (an action after the frames of the τ seconds that followed it).
+
         Malformed input is never turned into events: an event the encoder rejects, a frame that is not exactly the
         layout, an ``<EVENT_START>`` before the previous event's ``<EVENT_END>``, or event tokens outside an event.
         ``on_error="raise"`` (default) raises on the first; ``"skip"`` drops each, counts it in
@@ -871,234 +640,20 @@ class EpisodeTokenizer:
             raise ValueError(
                 "Give start_timestamp_ns (a whole sequence) or last_timestamp_ns (a continuation), not both"
             )
-        token_to_id = self._token_lookup().token_to_id
-        event_start, event_end = token_to_id[EVENT_START], token_to_id[EVENT_END]
-        outside_ok = {token_to_id[self.config.episode_start_token], token_to_id[self.config.episode_end_token]}
-        ours = self._id_to_token
-        ids = np.asarray(token_ids, dtype=np.int64).tolist()
-        image_queue = list(images) if images is not None else None
-        messages: list[McapMessage] = []
-        skipped = 0
-
-        def malformed(error: EncodingError, position: int) -> None:
-            nonlocal skipped
-            if on_error == "raise":
-                raise EncodingError(error.reason, position=position, **error.context) from error
-            skipped += 1
-
-        def fragment_error(reason: str, start: int, stop: int) -> EncodingError:
-            return EncodingError(reason, snippet=_snippet(self._ids_to_text(ids[start:stop])))
-
-        open_at: int | None = None  # the position of the open event's <EVENT_START>
-        stray = False  # inside a run of event tokens outside any event
-        for position, token_id in enumerate(ids):
-            if token_id == event_start:
-                if open_at is not None:
-                    reason = "Incomplete event in token ids (an <EVENT_START> before its <EVENT_END>)"
-                    malformed(fragment_error(reason, open_at, position), open_at)
-                open_at, stray = position, False
-            elif token_id == event_end and open_at is not None:
-                start, open_at = open_at, None
-                try:
-                    text, frames = self._collapse_frames(self._ids_to_text(ids[start : position + 1]))
-                    event_images = None
-                    if image_queue is not None and frames:
-                        event_images, image_queue = image_queue[:frames], image_queue[frames:]
-                    messages.append(decoder.decode(text, images=event_images))
-                except EncodingError as e:
-                    malformed(e, start)
-            elif open_at is None and token_id in ours and token_id not in outside_ok:
-                if not stray:  # one count per run of stray tokens
-                    reason = f"Event tokens outside {EVENT_START}...{EVENT_END}"
-                    end = next((p for p in range(position, len(ids)) if ids[p] == event_start), len(ids))
-                    malformed(fragment_error(reason, position, end), position)
-                stray = True
-            else:
-                stray = False
-        tail: list[int] = []
-        if open_at is not None:
-            tail = ids[open_at:]
-            if last_timestamp_ns is None:
-                malformed(fragment_error("Incomplete event in token ids (no <EVENT_END>)", open_at, len(ids)), open_at)
-        if skipped:
-            logger.warning("decode skipped %d malformed or incomplete event(s)", skipped)
-        unwrap = getattr(self.encoder, "unwrap_timestamps", None)
-        if unwrap is not None and messages:
-            start_ns = last_timestamp_ns if last_timestamp_ns is not None else start_timestamp_ns or 0
-            times = unwrap([m.timestamp for m in messages], start_ns)
-            messages = [m.model_copy(update={"timestamp": t}) for m, t in zip(messages, times, strict=True)]
-        return DecodedEvents(messages, tail=tail, skipped=skipped)
-
-    def _collapse_frames(self, text: str) -> tuple[str, int]:
-        """``text`` with each whole frame replaced by the encoder's image token, and the number of frames.
-
-        Raises:
-            EncodingError: image tokens that are not whole frames (a wrong count, a missing prefix or suffix).
-        """
-        layout = self._layout
-        collapsed = text.replace(layout.text(), _FRAME)
-        if any(piece in collapsed for piece in layout.new_tokens()):
-            raise EncodingError(
-                f"Image tokens that do not form whole frames ({layout.prefix!r} + {layout.token!r} x {layout.count} "
-                f"+ {layout.suffix!r})",
-                snippet=_snippet(text),
-            )
-        return collapsed.replace(_FRAME, layout.token), collapsed.count(_FRAME)
-
-    def _ids_to_text(self, token_ids: Sequence[int] | np.ndarray) -> str:
-        tokenizer = self.tokenizer
-        parts: list[str] = []
-        other: list[int] = []
-        for token_id in np.asarray(token_ids, dtype=np.int64).tolist():
-            token = self._id_to_token.get(token_id)
-            if token is None:
-                other.append(token_id)
-                continue
-            if other:
-                parts.append(tokenizer.decode(other, skip_special_tokens=False))
-                other = []
-            parts.append(token)
-        if other:
-            parts.append(tokenizer.decode(other, skip_special_tokens=False))
-        return "".join(parts)
+        self._token_lookup()  # raises TokenizerNotPreparedError first
+        assert self._decoder is not None
+        return self._decoder.decode(
+            token_ids,
+            decoder=decoder,
+            unwrap=getattr(self.encoder, "unwrap_timestamps", None),
+            action_offset_ns=offset_ns(self.config.action_offset_s),
+            action_topics=self.config.action_topics,
+            start_timestamp_ns=start_timestamp_ns,
+            last_timestamp_ns=last_timestamp_ns,
+            images=images,
+            on_error=on_error,
+        )
 
     def __repr__(self) -> str:
         state = "prepared" if self.is_prepared else "not prepared"
         return f"EpisodeTokenizer({self.config!r}, {state})"
-
-
-_SKIPPABLE = (EncodingError, MessageValidationError)  # what on_error="skip" drops: rows the encoder cannot encode
-_SKIPPABLE_NAMES = tuple(e.__name__ for e in _SKIPPABLE)
-
-
-class _TokenizeBatch:
-    """The per-batch work of :meth:`EpisodeTokenizer.tokenize_event_dataset` (picklable for worker processes)."""
-
-    def __init__(
-        self,
-        owner: EpisodeTokenizer,
-        lookup: TokenLookup,
-        is_first: np.ndarray,
-        is_last: np.ndarray,
-        episode_root: str,
-        on_error: OnError = "raise",
-    ) -> None:
-        self.owner = owner
-        self.lookup = lookup
-        self.is_first = is_first
-        self.is_last = is_last
-        self.episode_root = episode_root
-        self.on_error = on_error
-
-    def __call__(self, batch: pa.Table, indices: list[int]) -> pa.Table:
-        owner = self.owner
-        config = owner.config
-        encode = (owner._frame_space or owner.encoder).encode_serialized
-        paths = batch.column("episode_path").to_pylist()
-        messages = batch.column("mcap_message").to_pylist()
-        rows = np.asarray(indices, dtype=np.int64)
-
-        sources = {path: resolve_episode_path(path, self.episode_root) for path in set(paths)}
-        image_token = owner.image_layout.token
-        expanded = owner.image_layout.text()
-        stats_before = owner.encoder.stats.counts()
-        is_first = self.is_first[rows].tolist()
-        is_last = self.is_last[rows].tolist()
-        kept_paths: list[str] = []
-        texts: list[str] = []
-        image_refs: list[str] = []
-        image_counts: list[int] = []
-        skipped = dict.fromkeys(_SKIPPABLE_NAMES, 0)
-        last_error: str | None = None
-        for position, (path, message) in enumerate(zip(paths, messages, strict=True)):
-            try:
-                text, images = encode(message, episode_path=sources[path])
-            except _SKIPPABLE as e:
-                located = e.with_context(path=path, row=indices[position])
-                if self.on_error == "raise":
-                    raise located from e
-                skipped[_skippable_name(e)] += 1
-                last_error = str(located)
-                # A dropped row keeps its episode tokens, alone: episodes still start and end with them.
-                text = (config.episode_start_token if is_first[position] else "") + (
-                    config.episode_end_token if is_last[position] else ""
-                )
-                if not text:
-                    continue
-                images = []
-            else:
-                if is_first[position]:
-                    text = config.episode_start_token + text
-                if is_last[position]:
-                    text += config.episode_end_token
-            if images:
-                text = text.replace(image_token, expanded)
-                image_refs.extend(map(serialize_screen, images))
-            kept_paths.append(path)
-            texts.append(text)
-            image_counts.append(len(images))
-        carrier = not texts  # every row dropped: one row still has to carry the counts out of the worker
-        if carrier:
-            kept_paths, texts, image_counts = [paths[0]], [""], [0]
-
-        values, lengths = self.lookup.ids_flat(texts)
-        offsets = np.zeros(len(texts) + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        image_offsets = np.zeros(len(texts) + 1, dtype=np.int32)
-        np.cumsum(image_counts, out=image_offsets[1:])
-        counts = {_STAT_PREFIX + name: count for name, count in owner.encoder.stats.since(stats_before).items()}
-        counts.update({_SKIP_PREFIX + name: count for name, count in skipped.items()})
-        stat_columns = {}
-        for column, count in counts.items():
-            delta = np.zeros(len(texts), dtype=np.int64)
-            delta[0] = count  # the batch's count, on its first row
-            stat_columns[column] = pa.array(delta)
-        stat_columns[_LAST_ERROR] = pa.array([last_error] + [None] * (len(texts) - 1), type=pa.string())
-        stat_columns[_CARRIER] = pa.array([carrier] * len(texts), type=pa.bool_())
-        return pa.table(
-            {
-                "episode_path": pa.array(kept_paths, type=pa.string()),
-                "text": pa.array(texts, type=pa.string()),
-                "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32())),
-                "images": pa.ListArray.from_arrays(pa.array(image_offsets), pa.array(image_refs, type=pa.string())),
-                "total_token_count": pa.array(lengths),
-                **stat_columns,
-            }
-        )
-
-
-def _skippable_name(error: BaseException) -> str:
-    """The :data:`_SKIPPABLE` type name an error counts under (its nearest skippable base)."""
-    return next(cls.__name__ for cls in type(error).__mro__ if cls in _SKIPPABLE)
-
-
-def _episode_flags(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_first, is_last)`` per row: where the episode path changes. Episodes must be contiguous."""
-    import pyarrow.compute as pc
-
-    paths = dataset.select_columns(["episode_path"]).with_format("arrow")[:].column("episode_path")
-    n = len(paths)
-    change = np.ones(n + 1, dtype=bool)  # change[i]: row i starts an episode (and row i-1 ends one)
-    if n > 1:
-        change[1:n] = pc.not_equal(paths[1:], paths[:-1]).fill_null(True).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(change[:n])
-    if len(starts):
-        run_paths = paths.take(pa.array(starts))
-        if len(pc.unique(run_paths)) != len(starts):
-            counts = pc.value_counts(run_paths)
-            repeated = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
-            first_rows = [int(r) for r, p in zip(starts, run_paths.to_pylist(), strict=True) if p == repeated][:3]
-            raise DatasetError(
-                "Episode rows are not contiguous: the same episode_path appears in separate runs (rows starting at "
-                f"{first_rows}). Keep each episode's events together and in time order, as stage 1 writes them; "
-                "do not shuffle an Event Dataset before tokenizing it",
-                path=repeated,
-            )
-    return change[:n].copy(), change[1:].copy()
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -8,6 +8,7 @@ and render it in their message, so a failure in a thousand-file run points at th
 from __future__ import annotations
 
 import copy
+import os
 from os import PathLike
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ __all__ = [
     "OWADataError",
     "OnError",
     "OutputExistsError",
+    "OutputWriteError",
     "PackingError",
     "RecordingError",
     "StorageAccessError",
@@ -200,6 +202,30 @@ class InvalidInputError(DatasetError):
 
 class OutputExistsError(InvalidInputError):
     """The output folder exists and overwriting was not requested."""
+
+
+class OutputWriteError(OWADataError):
+    """An output (a dataset folder, a recording) cannot be written: permission denied, a path under a file, a name
+    too long, a full disk, a read-only file system... ``path`` is the output asked for; ``reason`` says why, with
+    the operating system's own words; ``errno`` is its error number when it gave one.
+
+    The data and arguments may be fine, the place is not: the CLI exits with status 1.
+    """
+
+    errno: int | None = None
+
+    @classmethod
+    def from_os_error(
+        cls, error: OSError, *, path: str | PathLike[str], action: str = "write", **context: Any
+    ) -> OutputWriteError:
+        """The error for ``error`` (raised while doing ``action`` at or under ``path``); chain it with ``from``."""
+        # os.strerror: the same words whoever raised it (pyarrow wraps them in longer messages).
+        reason = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+        if error.filename is not None and str(error.filename) != str(path):
+            context.setdefault("at", str(error.filename))
+        new = cls(f"Cannot {action} output: {reason}", path=path, **context)
+        new.errno = error.errno
+        return new
 
 
 class TokenizerMismatchError(DatasetError):

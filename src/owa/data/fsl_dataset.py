@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from owa.data.action_offset import event_order, segment_starts
 from owa.data.counters import Counters
 from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.distributed import rank_and_world_size
@@ -516,8 +517,11 @@ class FSLDataset:
 
         The tokens do not hold absolute time (the hierarchical encoder writes times modulo 4 s), so each episode
         segment (:meth:`segments`) is decoded on its own from its first event's ``timestamp_ns`` in ``events``, the
-        Event Dataset split that was tokenized into :attr:`dataset` (row for row). Screen events get their
-        ``ScreenCaptured`` references (frames are not loaded).
+        Event Dataset split that was tokenized into :attr:`dataset` (row for row). Where ``events`` has an
+        ``interval`` column, a segment is also cut where it changes, so a gap between intervals never has to be
+        unwrapped. With the tokenizer's action offset, the start is the first row's time in the sequence
+        (:func:`owa.data.action_offset.event_order`) and actions come back with their recorded times (see
+        ``EpisodeTokenizer.decode``). Screen events get their ``ScreenCaptured`` references (frames are not loaded).
 
         Args:
             index: the sample.
@@ -544,9 +548,13 @@ class FSLDataset:
             )
         rows = [segment_rows.start for _, segment_rows in segments]
         firsts = events.select_columns(["episode_path", "timestamp_ns"]).select(rows).to_dict()
+        # Where each row's tokens sit in time: its own time, or the sequence's time under an action offset (rows
+        # are then in sequence order; see owa.data.action_offset).
+        config = episode_tokenizer.config
+        sequence = event_order(events, config.action_offset_s, config.action_topics) if config.action_offset_s else None
         decoded: list[tuple[str, DecodedEvents]] = []
         token_offsets = self.plan.token_offsets
-        for (path, segment_rows), event_path, start_ns in zip(
+        for (path, segment_rows), event_path, first_ns in zip(
             segments, firsts["episode_path"], firsts["timestamp_ns"], strict=True
         ):
             if event_path != path:
@@ -556,18 +564,29 @@ class FSLDataset:
                     path=path,
                     row=segment_rows.start,
                 )
-            start, stop = int(token_offsets[segment_rows.start]), int(token_offsets[segment_rows.stop])
-            token_ids = np.empty(stop - start, dtype=np.int64)
-            self._tokens.copy_into(start, stop, token_ids)
-            refs = self._images.slice_list(
-                int(self._image_offsets[segment_rows.start]), int(self._image_offsets[segment_rows.stop])
-            )
-            messages = episode_tokenizer.decode(
-                token_ids,
-                start_timestamp_ns=int(start_ns),
-                images=[deserialize_screen(ref) for ref in refs],
-                on_error=on_error,
-            )
+            parts: list[DecodedEvents] = []
+            for part in _interval_runs(events, segment_rows):  # each from its own known start: gaps never unwrap
+                if sequence is not None:
+                    start_ns = int(sequence.encoded_ns[part.start])
+                elif part.start == segment_rows.start:
+                    start_ns = int(first_ns)
+                else:
+                    start_ns = int(events.select_columns(["timestamp_ns"])[part.start]["timestamp_ns"])
+                start, stop = int(token_offsets[part.start]), int(token_offsets[part.stop])
+                token_ids = np.empty(stop - start, dtype=np.int64)
+                self._tokens.copy_into(start, stop, token_ids)
+                refs = self._images.slice_list(
+                    int(self._image_offsets[part.start]), int(self._image_offsets[part.stop])
+                )
+                parts.append(
+                    episode_tokenizer.decode(
+                        token_ids,
+                        start_timestamp_ns=start_ns,
+                        images=[deserialize_screen(ref) for ref in refs],
+                        on_error=on_error,
+                    )
+                )
+            messages = parts[0] if len(parts) == 1 else _joined(parts)
             decoded.append((path, messages))
         return decoded
 
@@ -717,6 +736,23 @@ class FSLDataset:
             f"FSLDataset({size}, max_sequence_length={self.max_sequence_length}, pad_token_id={self.pad_token_id}, "
             f"load_images={self.load_images}, episode_aware={self.episode_aware})"
         )
+
+
+def _interval_runs(events: datasets.Dataset, rows: range) -> list[range]:
+    """``rows`` cut where the Event Dataset's ``interval`` column changes (all of ``rows`` without that column)."""
+    if "interval" not in events.column_names or len(rows) < 2:
+        return [rows]
+    table = events.select_columns(["interval"]).with_format("arrow")[rows.start : rows.stop]
+    cuts = [*(np.flatnonzero(segment_starts(table)) + rows.start).tolist(), rows.stop]
+    return [range(a, b) for a, b in itertools.pairwise(cuts)]
+
+
+def _joined(parts: list[DecodedEvents]) -> DecodedEvents:
+    """One segment's events decoded in several parts, as one result (the last part's tail)."""
+    from owa.data.token_decoding import DecodedEvents
+
+    events = [event for part in parts for event in part]
+    return DecodedEvents(events, tail=parts[-1].tail, skipped=sum(part.skipped for part in parts))
 
 
 def _image_bytes(image: Any) -> int:

@@ -48,7 +48,8 @@ def events_command(
     strict: Annotated[
         bool,
         typer.Option(
-            "--strict", help="Fail on the first bad recording or message instead of skipping, salvaging or dropping it."
+            "--strict",
+            help="Fail on the first bad recording, message or video instead of skipping, salvaging or listing it.",
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output-dir if it exists.")] = False,
@@ -56,6 +57,14 @@ def events_command(
         Path | None,
         typer.Option("--relative-to", help="Store episode_path relative to this folder (default: absolute paths)."),
     ] = None,
+    check_media: Annotated[
+        bool,
+        typer.Option(
+            "--check-media/--no-check-media",
+            help="Open each video the screen messages point to (its index, no decoding) and list missing or "
+            "unreadable videos and screen messages outside their video (default: on; fatal with --strict).",
+        ),
+    ] = _DEFAULTS.check_media,
 ) -> None:
     """Convert OWAMcap recordings into an Event Dataset (train/test), one row per kept event."""
     from tqdm import tqdm
@@ -74,6 +83,7 @@ def events_command(
         strict=strict,
         overwrite=overwrite,
         relative_to=relative_to,
+        check_media=check_media,
     )
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0

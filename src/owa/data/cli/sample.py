@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from owa.data.atomic import output_write_errors
 from owa.data.cli.app import app
 from owa.data.recordings.synthetic import SampleConfig, write_sample_corpus
 
@@ -66,10 +67,11 @@ def sample(
         raw_mouse=raw_mouse,
         seed=seed,
     )
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"OUT_DIR {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        _fail(f"OUT_DIR {out_dir} is not empty; pass --overwrite to write into it anyway")
+    with output_write_errors(out_dir):  # a name too long, a folder that cannot be listed
+        if out_dir.exists() and not out_dir.is_dir():
+            _fail(f"OUT_DIR {out_dir} exists and is not a folder")
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+            _fail(f"OUT_DIR {out_dir} is not empty; pass --overwrite to write into it anyway")
 
     from tqdm import tqdm
 

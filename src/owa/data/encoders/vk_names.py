@@ -1,7 +1,7 @@
 """Names of Windows virtual-key codes (the ``vk`` of a :class:`~owa.data.messages.KeyboardEvent`).
 
-Used to describe key tokens in words (e.g. to initialize a new token's embedding from the key's name). Codes that
-Windows leaves unassigned or reserved have no name.
+Used to describe key tokens in words (e.g. to initialize a new token's embedding from the key's name) and to label
+keys for people (``owa-data stats`` and ``view``). Codes that Windows leaves unassigned or reserved have no name.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-__all__ = ["VK_NAMES", "vk_name"]
+__all__ = ["VK_NAMES", "vk_label", "vk_name"]
 
 
 def _names() -> dict[int, str]:
@@ -29,6 +29,8 @@ def _names() -> dict[int, str]:
         0x12: "alt",
         0x13: "pause",
         0x14: "caps lock",
+        0x15: "kana",
+        0x19: "kanji",
         0x1B: "escape",
         0x20: "space",
         0x21: "page up",
@@ -94,6 +96,7 @@ def _names() -> dict[int, str]:
         0xDD: "]",
         0xDE: "'",
         0xE2: "<>",
+        0xE5: "process key",
         0xF6: "attn",
         0xF7: "crsel",
         0xF8: "exsel",
@@ -115,3 +118,14 @@ VK_NAMES: Mapping[int, str] = MappingProxyType(_names())
 def vk_name(vk: int) -> str | None:
     """The name of virtual-key code ``vk`` (``vk_name(65) == "A"``), or None for an unassigned code."""
     return VK_NAMES.get(vk)
+
+
+def vk_label(vk: int) -> str:
+    """A short label for people: the name in capitals with underscores (``LEFT_SHIFT``, ``A``, ``F5``), or
+    ``VK_0xNN`` for an unassigned code.
+
+    >>> vk_label(65), vk_label(0xA0), vk_label(0xFF)
+    ('A', 'LEFT_SHIFT', 'VK_0xFF')
+    """
+    name = VK_NAMES.get(vk)
+    return name.upper().replace(" ", "_") if name else f"VK_0x{vk:02X}"

@@ -270,11 +270,11 @@ def _has_xy(payload: dict[str, Any]) -> bool:
 
 
 def _describe(topic: str, payload: dict[str, Any]) -> str:
-    from owa.data.inspect.keys import vk_name
+    from owa.data.encoders.vk_names import vk_label
 
     if topic == "keyboard":
         vk = payload.get("vk")
-        name = vk_name(vk) if isinstance(vk, int) else "?"
+        name = vk_label(vk) if isinstance(vk, int) else "?"
         return f"{payload.get('event_type')} {name} (vk {vk})"
     if topic == "mouse":
         kind = payload.get("event_type")
@@ -290,7 +290,7 @@ def _describe(topic: str, payload: dict[str, Any]) -> str:
     if topic == "mouse/state":
         return f"at ({payload.get('x')}, {payload.get('y')}), buttons {sorted(payload.get('buttons') or [])}"
     if topic == "keyboard/state":
-        return f"held {[vk_name(vk) for vk in sorted(payload.get('buttons') or []) if isinstance(vk, int)]}"
+        return f"held {[vk_label(vk) for vk in sorted(payload.get('buttons') or []) if isinstance(vk, int)]}"
     if topic == "window":
         return f"{payload.get('title', '')} {payload.get('rect')}"
     return orjson.dumps(payload).decode()[:120]

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from owa.data.inspect.keys import vk_name
+from owa.data.encoders.vk_names import vk_label
 
 __all__ = ["TOP_KEYS", "episode_codes", "event_stats"]
 
@@ -80,7 +80,7 @@ def event_stats(events: pa.Table, *, wrapped: bool) -> dict[str, Any]:
     vk_counts = _value_counts(vks)
     top = sorted(vk_counts.items(), key=lambda item: (-item[1], item[0]))[:TOP_KEYS]
     stats["key_presses"] = sum(vk_counts.values())
-    stats["keys_top"] = [{"vk": vk, "name": vk_name(vk), "presses": n} for vk, n in top]
+    stats["keys_top"] = [{"vk": vk, "name": vk_label(vk), "presses": n} for vk, n in top]
 
     mouse = of_topic("mouse")
     clicks = mouse.filter(pc.match_substring_regex(mouse, patterns["click"]))

@@ -3,7 +3,7 @@
 The frame for a sample time ``t`` is the screen shown at ``t``: the latest screen message at or before it, decoded
 by the frame engine at its ``media_ref.pts_ns`` (the played-at rule), exactly as the transforms decode that row.
 The pointer is the latest mouse position at or before that screen message, mapped into the frame by
-:mod:`owa.data.inspect.pointer`.
+:mod:`owa.data.pointer_space`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from owa.data.frames import DecodeStats, decode_screens
 from owa.data.inspect.episode import EpisodeTimeline
-from owa.data.inspect.pointer import CaptureMapping, capture_mapping
+from owa.data.pointer_space import CaptureArea, CaptureTimeline
 
 __all__ = ["DEFAULT_MAX_FRAMES", "SampledFrame", "sample_frames", "sample_times_ns"]
 
@@ -41,7 +41,7 @@ class SampledFrame:
     screen_ns: int | None
     image: np.ndarray | None
     pointer_desktop: tuple[int, int] | None
-    mapping: CaptureMapping | None
+    mapping: CaptureArea | None
     pointer_frame: tuple[float, float] | None
     error: str | None = None
 
@@ -96,7 +96,10 @@ def sample_frames(timeline: EpisodeTimeline, times_ns: list[int]) -> list[Sample
             samples.append(SampledFrame(t, screen_ns, None, pointer, None, None, error or "frame not decoded"))
             continue
         frame_size = (image.shape[1], image.shape[0])
-        mapping = capture_mapping(screen_ns, frame_size, screen.source_shape, timeline.windows)
+        captured = tuple(screen.source_shape) if screen.source_shape else frame_size
+        mapping = CaptureTimeline.from_messages([(screen_ns, captured, frame_size)], timeline.windows).area_at(
+            screen_ns
+        )
         in_frame = None if pointer is None else mapping.to_frame(*pointer)
         samples.append(SampledFrame(t, screen_ns, image, pointer, mapping, in_frame))
     return samples

@@ -118,14 +118,14 @@ def _frame_json(sample: SampledFrame, t0: int, frame_width: int) -> dict[str, ob
     return {
         "t": t,
         "src": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"),
-        "label": label + (" (window capture)" if mapping.window else ""),
+        "label": label + (" (window capture)" if mapping.is_window else ""),
         "map": {
-            "ox": mapping.origin[0],
-            "oy": mapping.origin[1],
-            "cw": mapping.captured_size[0],
-            "ch": mapping.captured_size[1],
-            "fw": mapping.frame_size[0],
-            "fh": mapping.frame_size[1],
+            "ox": mapping.left,
+            "oy": mapping.top,
+            "cw": mapping.captured_width,
+            "ch": mapping.captured_height,
+            "fw": mapping.frame_width,
+            "fh": mapping.frame_height,
         },
     }
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from owa.data.encoders.vk_names import vk_label
 from owa.data.inspect.episode import EpisodeTimeline
 from owa.data.inspect.frames_sample import DEFAULT_MAX_FRAMES, SampledFrame, sample_frames, sample_times_ns
-from owa.data.inspect.keys import vk_name
 
 __all__ = ["POINTER_RGB", "Box", "ViewResult", "render_view", "require_matplotlib"]
 
@@ -173,7 +173,7 @@ def render_view(
             if k.vk == vk
         ]
         ax.broken_barh(spans, (row - 0.38, 0.76), facecolors=colors[row])
-    ax.set_yticks(range(len(key_rows)), [vk_name(vk) for vk in key_rows], fontsize=7)
+    ax.set_yticks(range(len(key_rows)), [vk_label(vk) for vk in key_rows], fontsize=7)
     ax.set_ylim(len(key_rows) - 0.5 if key_rows else 0.5, -0.5)
     ax.set_ylabel("keys", fontsize=9)
     if not key_rows:
@@ -263,7 +263,7 @@ def _label(sample: SampledFrame, t0: int) -> str:
         text += "  no pointer yet"
     elif sample.pointer_pixel is None:
         text += "  pointer off-frame"
-    if sample.mapping is not None and sample.mapping.window:
+    if sample.mapping is not None and sample.mapping.is_window:
         text += "  (window)"
     return text
 

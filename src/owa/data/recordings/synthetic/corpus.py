@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from owa.data.atomic import output_write_errors
 from owa.data.recordings.synthetic.config import SampleConfig
 from owa.data.recordings.synthetic.episode import SampleEpisode, write_sample_episode
 
@@ -53,6 +54,7 @@ def write_sample_corpus(
 
     Raises:
         ValueError: ``n_episodes`` or ``workers`` is not a positive integer.
+        OutputWriteError: ``out_dir`` cannot be created or written (names it and the reason).
     """
     config = config if config is not None else SampleConfig()
     if not _is_int(n_episodes) or n_episodes < 1:
@@ -64,6 +66,14 @@ def write_sample_corpus(
         (os.fspath(out_dir), f"episode_{i:0{digits}d}", dataclasses.replace(config, seed=episode_seed(config.seed, i)))
         for i in range(n_episodes)
     ]
+    with output_write_errors(out_dir, within=out_dir):
+        return _write_corpus(jobs, workers, on_episode)
+
+
+def _write_corpus(
+    jobs: list[tuple[str, str, SampleConfig]], workers: int, on_episode: Callable[[SampleEpisode], None] | None
+) -> list[SampleEpisode]:
+    n_episodes = len(jobs)
     results: list[SampleEpisode | None] = [None] * n_episodes
     if workers == 1 or n_episodes == 1:
         for i, job in enumerate(jobs):

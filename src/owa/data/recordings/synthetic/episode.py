@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from owa.data.atomic import output_write_errors
 from owa.data.messages import OWAMessage, ScreenCaptured
 from owa.data.recordings.synthetic.config import SampleConfig
 from owa.data.recordings.synthetic.simulation import plan_screen, simulate
@@ -80,7 +81,7 @@ def write_sample_episode(
 
     Raises:
         ValueError: ``name`` is empty or contains a path separator.
-        OSError: ``out_dir`` cannot be created or written.
+        OutputWriteError: ``out_dir`` cannot be created or written (names it and the reason).
 
     Example::
 
@@ -90,7 +91,11 @@ def write_sample_episode(
     config = config if config is not None else SampleConfig()
     if not name or any(sep in name for sep in ("/", "\\", os.sep)) or name in (".", ".."):
         raise ValueError(f"Invalid episode name ({name!r}). Use a plain file stem such as 'episode_0001'")
-    out = Path(out_dir)
+    with output_write_errors(out_dir, within=out_dir):
+        return _write_episode(Path(out_dir), name, config)
+
+
+def _write_episode(out: Path, name: str, config: SampleConfig) -> SampleEpisode:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     start_ns = _EPOCH_BASE_NS + int(rng.integers(0, 30 * 86400)) * _S + int(rng.integers(0, _S))
