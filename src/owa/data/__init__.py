@@ -29,6 +29,7 @@ from owa.data.errors import (
     PackingError,
     RecordingError,
     StorageAccessError,
+    TokenizerMismatchError,
     TokenizerNotPreparedError,
     UnsafeMediaURIError,
     VideoNotFoundError,
@@ -69,6 +70,8 @@ _LAZY = {
     "FSLDatasetConfig": "owa.data.fsl_dataset",
     "ImageLayout": "owa.data.image_layout",
     "decode_screens": "owa.data.frames",
+    "load": "owa.data.loading",
+    "DatasetMetadata": "owa.data.metadata",
 }
 
 __all__ = [
@@ -96,6 +99,7 @@ __all__ = [
     "RecordingError",
     "ScreenCaptured",
     "StorageAccessError",
+    "TokenizerMismatchError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",

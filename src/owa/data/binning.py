@@ -56,6 +56,8 @@ from owa.data.schema import (
 if TYPE_CHECKING:
     import datasets
 
+    from owa.data.metadata import DatasetMetadata
+
 __all__ = [
     "MOUSE_BUTTONS",
     "BinningConfig",
@@ -518,6 +520,15 @@ def _load(path: str | os.PathLike[str]) -> datasets.Dataset | datasets.DatasetDi
         ) from e
 
 
+def _metadata(config: BinningConfig, source: DatasetMetadata | None) -> DatasetMetadata:
+    """The Binned Dataset's ``owa_data.json``: the Event Dataset's configs and recordings root, plus binning."""
+    from owa.data.metadata import DatasetMetadata
+
+    if source is None:
+        source = DatasetMetadata(stage="events", config={}, recordings_root=None, created_by="")
+    return source.derive("binned", name="binning", config=config.to_json(), created_by="build_binned_dataset")
+
+
 def _input_files(dataset: datasets.Dataset | datasets.DatasetDict) -> list[Path]:
     parts = dataset.values() if hasattr(dataset, "values") else [dataset]
     return [Path(item["filename"]).resolve() for part in parts for item in part.cache_files]
@@ -543,7 +554,9 @@ def build_binned_dataset(
             numeric_actions); default ``BinningConfig()``. The ``owa-data bin`` command builds the same object
             from its flags.
         output_dir: when set, stream the result to this folder atomically (a temporary sibling renamed into
-            place; nothing half-written on failure) and return it loaded (memory-mapped) from there.
+            place; nothing half-written on failure) and return it loaded (memory-mapped) from there. The folder
+            records its stage and configs (the Event Dataset folder's too) in ``owa_data.json``
+            (:mod:`owa.data.metadata`).
             Otherwise the result is built in memory.
         overwrite: replace an existing ``output_dir``.
         chunk_events: input events per output chunk (whole episodes); bounds the memory of a streamed write.
@@ -574,7 +587,11 @@ def build_binned_dataset(
     if not isinstance(chunk_events, int) or chunk_events < 1:
         raise ValueError(f"Invalid chunk_events ({chunk_events!r}). Use a positive event count.")
 
+    source = None
     if isinstance(event_dataset, str | os.PathLike):
+        from owa.data.metadata import read_metadata
+
+        source = read_metadata(event_dataset, missing_ok=True)  # Event Datasets of older versions have none
         event_dataset = _load(event_dataset)
     is_dict = isinstance(event_dataset, datasets.DatasetDict)
     splits: dict[str | None, Any] = dict(event_dataset) if is_dict else {None: event_dataset}
@@ -617,6 +634,7 @@ def build_binned_dataset(
 
     from owa.data.atomic import atomic_output_dir
     from owa.data.dataset_io import save_dataset
+    from owa.data.metadata import write_metadata
 
     output = Path(os.path.abspath(output_dir))
     resolved = output.resolve()
@@ -636,6 +654,7 @@ def build_binned_dataset(
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
         save_dataset(wrap(staged), tmp)
+        write_metadata(tmp, _metadata(config, source))  # inside the staging folder: published with it
         del staged
         for item in scratch.iterdir():
             item.unlink()

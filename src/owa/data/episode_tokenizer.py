@@ -55,6 +55,7 @@ from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, s
 from owa.data.pointer_space import FrameSpaceEncoder
 from owa.data.token_decoding import DecodedEvents, TokenDecoder
 from owa.data.tokenizer_config import EpisodeTokenizerConfig
+from owa.data.vocabulary import vocabulary_fingerprint
 
 if TYPE_CHECKING:
     import datasets
@@ -549,9 +550,7 @@ class EpisodeTokenizer:
         lookup = self._token_lookup()
         if self._vocabulary_digest is None or self._vocabulary_digest[0] is not tokenizer:
             # Serializing a large vocabulary takes a quarter second: once per tokenizer object.
-            backend = getattr(tokenizer, "backend_tokenizer", None)
-            vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-            self._vocabulary_digest = (tokenizer, hashlib.sha256(vocabulary.encode()).hexdigest())
+            self._vocabulary_digest = (tokenizer, vocabulary_fingerprint(tokenizer))
         digest = hashlib.sha256()
         for part in (
             getattr(dataset, "_fingerprint", None),

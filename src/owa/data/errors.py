@@ -29,6 +29,7 @@ __all__ = [
     "PackingError",
     "RecordingError",
     "StorageAccessError",
+    "TokenizerMismatchError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",
@@ -225,6 +226,12 @@ class OutputWriteError(OWADataError):
         new = cls(f"Cannot {action} output: {reason}", path=path, **context)
         new.errno = error.errno
         return new
+
+
+class TokenizerMismatchError(DatasetError):
+    """A tokenized or packed dataset was opened with a tokenizer whose vocabulary differs from the one that made its
+    ids. The context names the dataset (``file``) and both tokenizers' names and vocabulary fingerprints
+    (``recorded``, ``given``)."""
 
 
 class TokenizerNotPreparedError(OWADataError):

@@ -89,6 +89,7 @@ from owa.data.messages import (
     ScreenCaptured,
     dump_mcap_message_json,
 )
+from owa.data.metadata import DatasetMetadata, write_metadata
 from owa.data.rate import DEFAULT_RATES_HZ, RAW_MOUSE_TYPE, RateLimiter, is_continuous_sample, parse_rates
 from owa.data.recordings.reader import OWAMcapReader
 from owa.data.schema import EVENT_FEATURES_DICT, arrow_schema, event_features, event_features_dict
@@ -669,6 +670,7 @@ def _write(
     if config.incremental:
         assert staging is not None
         _write_incremental(config, folder, found, report, on_file, previous or PreviousDataset(None), staging)
+        write_metadata(folder, _metadata(config))
         (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
         report.seconds = time.perf_counter() - started
         return report
@@ -682,9 +684,22 @@ def _write(
     for split in ("train", "test"):
         shards = [Path(t.shard_path).name for t in tasks if t.split == split]
         write_split_metadata(folder / split, shards, config.features_dict(), fingerprint=fingerprint)
+    write_metadata(folder, _metadata(config))  # before the marker below: a loadable dataset always has it
     (folder / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _metadata(config: EventDatasetConfig) -> DatasetMetadata:
+    """The Event Dataset's ``owa_data.json``: its config, and the folder relative episode paths resolve against
+    (``relative_to``; else the training recordings' folder)."""
+    root = config.relative_to if config.relative_to is not None else config.train_dir
+    return DatasetMetadata(
+        stage="events",
+        config={"events": config.to_json()},
+        recordings_root=str(root) if storage.is_url(root) else os.path.abspath(root),
+        created_by="owa.data.events",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ __all__ = [
     "ObjectInfo",
     "StorageOptions",
     "dirname",
+    "download_dir",
     "exists",
     "filesystem",
     "is_url",
@@ -350,6 +351,32 @@ def update_dataset_dir(
     except Exception as e:
         _raise_translated(e, url)
     fs.invalidate_cache(root)
+
+
+def download_dir(url: str, local_dir: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> None:
+    """Download every object under the prefix ``url`` into the local folder ``local_dir`` (created), keeping the
+    relative paths.
+
+    Raises:
+        FileNotFoundError: nothing is stored under ``url``.
+        StorageAccessError: a request was denied or the endpoint cannot be reached.
+        ValueError: ``url`` is not a URL.
+    """
+    if not is_url(url):
+        raise ValueError(f"Invalid url ({url!r}). download_dir reads object-store prefixes such as s3://b/dir")
+    fs, root = filesystem(url, storage_options)
+    root = root.rstrip("/")
+    try:
+        found = fs.find(root, withdirs=False)
+        if not found:
+            raise FileNotFoundError(errno.ENOENT, "No objects under this prefix", url)
+        local = Path(local_dir)
+        for key in found:
+            relative = posixpath.relpath(key, root)
+            (local / relative).parent.mkdir(parents=True, exist_ok=True)
+        fs.get(found, [str(local / posixpath.relpath(key, root)) for key in found])
+    except Exception as e:
+        _raise_translated(e, url)
 
 
 # -- helpers -------------------------------------------------------------------------------------
