@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_pixels            # about a minute on 2 cores
     .venv/bin/python -m benchmarks.bench_pixels --quick    # tiny smoke run, asserts exact counts
+    .venv/bin/python -m benchmarks.bench_pixels --vlm      # the training loader with the tiny test VLMs
 
 The video comes from the synthetic-episode generator (:mod:`owa.data.recordings.synthetic`): 1280x720 HEVC in
 Matroska at a constant 20 fps, a keyframe every 2 s. Every frame is turned into model-ready ``pixel_values`` for
@@ -19,6 +20,13 @@ Also measured: **row-by-row access** through the Event Dataset transform (``data
 order, every topic, frames decoded one call at a time) against a plain sequential PyAV decode of the same video
 (defaults, each frame converted to RGB). Goal ≥ 0.8x. Wall time and CPU time (all threads) are printed; the machine
 is shared, so each figure is the best of ``--repeat`` interleaved runs.
+
+``--vlm`` measures the whole training input path instead, per preset (SmolVLM, InternVL, Qwen2-VL) with the tiny
+random models of ``owa.data.testing.vlms`` (64x64 frames; Qwen2-VL 56x112): a 1280x720 HEVC episode → Event
+Dataset → ``EpisodeTokenizer.from_processor`` → ``FSLDataset(image_size=...)`` → ``DataLoader`` (``--workers``
+workers, ``FSLCollator.for_tokenizer``). Printed: images/s of the loader alone, and of the loader with the model's
+forward (no grad) on every batch. The tiny models' forwards are cheap, so this is the loader's ceiling, not a
+real model's training speed.
 """
 
 from __future__ import annotations
@@ -34,28 +42,9 @@ import numpy as np
 
 from owa.data.frames import FrameEngine, set_engine
 from owa.data.recordings.synthetic import SampleConfig, write_sample_episode
+from owa.data.testing.vlms import checkpoint_image_processors
 
 GOALS = {"pixels": 5.0, "rows": 0.8}
-
-
-def _processors() -> dict[str, object]:
-    import transformers
-
-    return {
-        "smolvlm": transformers.Idefics3ImageProcessorPil(
-            do_image_splitting=False,
-            size={"longest_edge": 4 * 512},
-            max_image_size={"longest_edge": 512},
-            image_mean=[0.5] * 3,
-            image_std=[0.5] * 3,
-        ),
-        "internvl": transformers.GotOcr2ImageProcessorPil(
-            size={"height": 448, "width": 448},
-            crop_to_patches=False,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-        ),
-    }
 
 
 def ours(video: str, pts_ns: Sequence[int], spec, chunk: int, sink: Callable) -> None:
@@ -148,6 +137,58 @@ def _compare(name: str, processor, spec, video: str, pts_ns: Sequence[int], args
     return rate, ratio
 
 
+def vlm_loader(episode, args) -> dict[str, float]:
+    """Images/s of the training loader alone and with the tiny models' forward, per preset (see ``--vlm``)."""
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from owa.data.episode_tokenizer import EpisodeTokenizer
+    from owa.data.fsl_dataset import FSLDataset
+    from owa.data.pixels import pixel_spec
+    from owa.data.testing import event_dataset_from_mcap
+    from owa.data.testing.vlms import VLM_PRESETS, tiny_vlm
+    from owa.data.training import FSLCollator
+
+    events = event_dataset_from_mcap(episode.mcap_path)
+    lengths = {"smolvlm": 1024, "internvl": 2048, "qwen2_vl": 512}
+    results: dict[str, float] = {}
+    print(f"{'training loader (tiny VLMs)':28s} {'images':>7s} {'loader images/s':>16s} {'+ forward images/s':>19s}")
+    for name in VLM_PRESETS:
+        vlm = tiny_vlm(name, fresh=True)
+        processor = vlm.processor
+        tokenizer = EpisodeTokenizer.from_processor(
+            processor, **({"image_size": (56, 112)} if name == "qwen2_vl" else {})
+        )
+        tokenizer.prepare_model(tokenizer=processor.tokenizer, model=vlm.model)
+        fsl = FSLDataset(
+            tokenizer.tokenize_event_dataset(events),
+            pad_token_id=processor.tokenizer.pad_token_id,
+            max_sequence_length=lengths[name],
+            image_size=tokenizer.image_layout.image_size,
+            image_resample=pixel_spec(processor).resample,
+            log_every=None,
+        ).prepare()
+        rates = {}
+        for label, forward in (("loader", False), ("forward", True)):
+            best = float("inf")
+            for _ in range(args.repeat):
+                collator = FSLCollator.for_tokenizer(tokenizer, processor)
+                loader = DataLoader(fsl, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collator)
+                start = time.perf_counter()
+                with torch.no_grad():
+                    for batch in loader:
+                        if forward:
+                            assert torch.isfinite(vlm.model(**FSLCollator.model_inputs(batch)).loss)
+                best = min(best, time.perf_counter() - start)
+                images = collator.stats.images
+            rates[label] = images / best
+        print(f"  {name:26s} {images:7d} {rates['loader']:16.1f} {rates['forward']:19.1f}")
+        results[f"{name}_loader_images_per_s"] = rates["loader"]
+        results[f"{name}_loader_forward_images_per_s"] = rates["forward"]
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Run the benchmark, print images/s and ratios, and return them."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_pixels", description=__doc__.split("\n")[0])
@@ -157,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--chunk", type=int, default=32, help="frames per decode call / per processor call")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--vlm", action="store_true", help="the training loader with the tiny VLMs instead")
+    parser.add_argument("--batch-size", type=int, default=4, help="--vlm: samples per batch")
+    parser.add_argument("--workers", type=int, default=2, help="--vlm: DataLoader workers")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.fps, args.repeat = 1.0, 10.0, 1
@@ -176,9 +220,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         pts_ns = list(episode.frame_pts_ns)
         n = len(pts_ns)
         print(f"video: 1280x720 hevc, {args.seconds:g} s, {n} frames")
+        if args.vlm:
+            return vlm_loader(episode, args)
 
         print(f"{'model-ready pixel_values':44s} {'images/s':>9s} {'CPU ms/img':>11s}")
-        for name, processor in _processors().items():
+        for name, processor in checkpoint_image_processors().items():
             spec = pixel_spec(processor)
             rate, ratio = _compare(name, processor, spec, video, pts_ns, args)
             results[f"{name}_ours_images_per_s"] = rate["ours"]

@@ -12,6 +12,7 @@ BENCHMARKS = (
     "bench_frames",
     "bench_tokenize",
     "bench_fsl",
+    "bench_pack",
     "bench_pixels",
     "bench_stats",
 )

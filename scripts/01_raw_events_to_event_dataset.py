@@ -3,7 +3,8 @@
 
     python scripts/01_raw_events_to_event_dataset.py \\
         --train-dir $MCAP_TRAIN_DIR --test-dir $MCAP_TEST_DIR --output-dir $EVENT_DATASET_DIR \\
-        --rate screen=20 --rate mouse=60 --keep_topic screen --keep_topic keyboard
+        --rate screen=20 --rate mouse=60 --keep_topic screen --keep_topic keyboard \\
+        --interval inactivity --screen-gap-s 1 --input-gap-s 5
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings
 
+from frame_videos import VIDEO_KINDS, Video, encoded_videos
+from owa.data.frames import FrameEngine
+
 if TYPE_CHECKING:
     from s3_server import S3Server
 
@@ -61,3 +64,22 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         finally:
             running.stop()
             werkzeug.setLevel(level)
+
+
+# The frame tests' videos (see frame_videos.py): encoded once per session, one test per kind with `video`.
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
+    return encoded_videos(tmp_path_factory)
+
+
+@pytest.fixture(params=list(VIDEO_KINDS))
+def video(request: pytest.FixtureRequest, videos: dict[str, Video]) -> Video:
+    return videos[request.param]
+
+
+@pytest.fixture
+def engine() -> Iterator[FrameEngine]:
+    """A PyAV frame engine of the test's own, closed afterwards."""
+    engine = FrameEngine(backend="pyav")
+    yield engine
+    engine.close()

@@ -12,6 +12,7 @@ from owa.data.errors import DatasetError, EncodingError
 from owa.data.fsl_dataset import FSLDataset
 from owa.data.image_layout import ImageLayout
 from owa.data.messages import McapMessage, MediaRef, ScreenCaptured, dump_mcap_message_json
+from owa.data.schema import event_features
 from owa.data.testing import event_dataset_from_mcap, tiny_bpe_tokenizer
 
 EPISODE_A_NS = 1_750_000_000_120_000_000  # absolute starts far apart, in different 4 s periods
@@ -58,16 +59,7 @@ def event_dataset(episodes: dict[str, list[tuple[str, int, str, bytes]]]) -> dat
             rows["timestamp_ns"].append(timestamp_ns)
             rows["message_type"].append(message_type)
             rows["mcap_message"].append(dump_mcap_message_json(topic, timestamp_ns, message_type, payload))
-    features = datasets.Features(
-        {
-            "episode_path": datasets.Value("string"),
-            "topic": datasets.Value("string"),
-            "timestamp_ns": datasets.Value("int64"),
-            "message_type": datasets.Value("string"),
-            "mcap_message": datasets.Value("binary"),
-        }
-    )
-    return datasets.Dataset.from_dict(rows, features=features)
+    return datasets.Dataset.from_dict(rows, features=event_features())
 
 
 def as_tuple(message: McapMessage, *, images: bool = True) -> tuple[str, int, str, dict]:

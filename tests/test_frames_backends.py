@@ -11,16 +11,11 @@ import av
 import numpy as np
 import pytest
 
-from frame_videos import KEYINT, MS, PTS_MS, Video, encoded_videos, markers
+from frame_videos import KEYINT, MS, PTS_MS, Video, markers
 from owa.data.frames import FrameEngine
 from owa.data.frames import backend as backend_module
 from owa.data.frames.backend import resolve_backend
 from owa.data.frames.engine import BACKEND_ENV_VAR
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
-    return encoded_videos(tmp_path_factory)
 
 
 def remux_flagging_every_packet_as_keyframe(source: Path, target: Path) -> None:

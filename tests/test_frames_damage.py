@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frame_videos import KEYINT, MS, PTS_MS, VIDEO_KINDS, Video, decode_reference, encoded_videos
+from frame_videos import KEYINT, MS, PTS_MS, Video, decode_reference
 from owa.data.errors import FrameDecodeError, FrameOutOfRangeError
 from owa.data.frames import DecodeStats, FrameEngine, _matroska
 from owa.data.frames.index import VideoIndex
@@ -48,28 +48,11 @@ DAMAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
-    return encoded_videos(tmp_path_factory)
-
-
-@pytest.fixture(params=list(VIDEO_KINDS))
-def video(request: pytest.FixtureRequest, videos: dict[str, Video]) -> Video:
-    return videos[request.param]
-
-
 @pytest.fixture(params=list(DAMAGES))
 def damaged(request: pytest.FixtureRequest, video: Video, tmp_path: Path) -> Path:
     path = tmp_path / f"{video.path.stem}-{request.param}.mkv"
     path.write_bytes(DAMAGES[request.param](video.path.read_bytes()))
     return path
-
-
-@pytest.fixture
-def engine():
-    engine = FrameEngine(backend="pyav")
-    yield engine
-    engine.close()
 
 
 def _requests(path: Path) -> list[tuple[str, int]]:

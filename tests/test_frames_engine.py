@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from frame_videos import MS, PTS_MS, VIDEO_KINDS, Video, encoded_videos, markers, only_decoder
+from frame_videos import MS, PTS_MS, Video, markers, only_decoder
 from owa.data.errors import FrameDecodeError, FrameOutOfRangeError, VideoNotFoundError
 from owa.data.frames import FrameEngine, decode_screens, get_engine, set_engine
 from owa.data.frames.engine import DEVICE_ENV_VAR, THREADS_ENV_VAR
@@ -26,23 +26,6 @@ from owa.data.messages import MediaRef, ScreenCaptured
 from owa.data.recordings.synthetic import read_frame_marker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
-    return encoded_videos(tmp_path_factory)
-
-
-@pytest.fixture(params=list(VIDEO_KINDS))
-def video(request: pytest.FixtureRequest, videos: dict[str, Video]) -> Video:
-    return videos[request.param]
-
-
-@pytest.fixture
-def engine():
-    engine = FrameEngine(backend="pyav")
-    yield engine
-    engine.close()
 
 
 # --------------------------------------------------------------------------------------------------

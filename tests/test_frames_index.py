@@ -9,27 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from frame_videos import KEYINT, MS, PTS_MS, VIDEO_KINDS, Video, encoded_videos
+from frame_videos import KEYINT, MS, PTS_MS, Video
 from owa.data.errors import FrameDecodeError, FrameOutOfRangeError
 from owa.data.frames import FrameEngine
 from owa.data.frames.index import VideoIndex, ns_to_ticks, plan_seeks, ticks_to_ns
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
-    return encoded_videos(tmp_path_factory)
-
-
-@pytest.fixture(params=list(VIDEO_KINDS))
-def video(request: pytest.FixtureRequest, videos: dict[str, Video]) -> Video:
-    return videos[request.param]
-
-
-@pytest.fixture
-def engine():
-    engine = FrameEngine(backend="pyav")
-    yield engine
-    engine.close()
 
 
 def test_ticks_and_ns_round_to_nearest_with_halves_up() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from frame_videos import MS, PTS_MS, VERSIONED_RECORDINGS, Video, decode_reference, encoded_videos, markers, screens_of
+from frame_videos import MS, PTS_MS, VERSIONED_RECORDINGS, Video, decode_reference, markers, screens_of
 from owa.data.errors import (
     FrameDecodeError,
     FrameOutOfRangeError,
@@ -27,19 +27,6 @@ from owa.data.frames import DecodeStats, FrameEngine, decode_screen, decode_scre
 from owa.data.messages import MediaPolicy, MediaRef, ScreenCaptured
 from owa.data.recordings.reader import read_messages
 from owa.data.recordings.synthetic import SampleConfig, read_frame_marker, write_sample_episode
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Video]:
-    return encoded_videos(tmp_path_factory)
-
-
-@pytest.fixture
-def engine():
-    engine = FrameEngine(backend="pyav")
-    yield engine
-    engine.close()
-
 
 # --------------------------------------------------------------------------------------------------
 # Real recordings

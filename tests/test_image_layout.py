@@ -188,13 +188,13 @@ def test_unknown_preset_field_and_layout():
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Layouts read from real processors (tests/vlm_fixtures.py)
+# Layouts read from real processors (owa.data.testing.vlms)
 # ------------------------------------------------------------------------------------------------------------
 
 
 def _processor_tokens(vlm, layout: ImageLayout) -> list[str]:
     """The tokens ``vlm.processor`` writes for one image at the layout's frame size, and nothing else."""
-    from vlm_fixtures import random_frames
+    from owa.data.testing.vlms import random_frames
 
     height, width = layout.image_size
     inputs = vlm.processor(
@@ -206,7 +206,7 @@ def _processor_tokens(vlm, layout: ImageLayout) -> list[str]:
 @pytest.mark.parametrize("name", ["smolvlm", "internvl", "qwen2_vl"])
 def test_from_processor_gives_exactly_what_the_processor_inserts(name):
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     vlm = tiny_vlm(name)
     layout = ImageLayout.from_processor(vlm.processor)
@@ -219,7 +219,7 @@ def test_from_processor_gives_exactly_what_the_processor_inserts(name):
 
 def test_from_processor_reads_pixel_settings():
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     smolvlm = ImageLayout.from_processor(tiny_vlm("smolvlm").processor)
     assert (smolvlm.image_size, smolvlm.image_mean, smolvlm.image_std) == ((64, 64), (0.5,) * 3, (0.5,) * 3)
@@ -231,7 +231,7 @@ def test_from_processor_reads_pixel_settings():
 
 def test_from_processor_qwen2_vl_frame_sizes():
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     vlm = tiny_vlm("qwen2_vl")
     layout = ImageLayout.from_processor(vlm.processor, image_size=(84, 140))
@@ -252,7 +252,7 @@ def test_from_processor_qwen2_5_vl():
     pytest.importorskip("torch")
     from transformers import Qwen2_5_VLProcessor
 
-    from vlm_fixtures import tiny_vlm, without_video_processor
+    from owa.data.testing.vlms import tiny_vlm, without_video_processor
 
     parts = tiny_vlm("qwen2_vl").processor
     processor = without_video_processor(Qwen2_5_VLProcessor)(
@@ -263,7 +263,7 @@ def test_from_processor_qwen2_5_vl():
 
 def test_from_processor_rejects_image_splitting():
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     smolvlm = tiny_vlm("smolvlm", fresh=True).processor
     smolvlm.image_processor.do_image_splitting = True
@@ -285,14 +285,14 @@ def test_from_processor_rejects_image_splitting():
 
 
 def tiny_frames_16x9():
-    from vlm_fixtures import random_frames
+    from owa.data.testing.vlms import random_frames
 
     return random_frames(1, height=72, width=128)
 
 
 def test_from_processor_rejects_other_processors_and_fixed_sizes():
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     vlm = tiny_vlm("smolvlm")
     with pytest.raises(ImageLayoutError) as info:
@@ -349,7 +349,7 @@ def test_validate_rejects_a_token_the_tokenizer_splits():
 
 def test_validate_with_the_real_qwen_tokenizer():
     pytest.importorskip("torch")
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     tokenizer = tiny_vlm("qwen2_vl").tokenizer  # the real Qwen2.5 tokenizer; validate modifies nothing
     PRESETS["qwen2_vl"].validate(tokenizer)  # Qwen2.5 has these three tokens already

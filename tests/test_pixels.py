@@ -19,6 +19,7 @@ from owa.data.pixels import (  # noqa: E402
     smart_resize,
 )
 from owa.data.recordings.synthetic import SampleConfig, write_sample_episode  # noqa: E402
+from owa.data.testing.vlms import checkpoint_image_processors  # noqa: E402
 
 # Tolerance of decode-to-size (one swscale pass on the video's YUV 4:2:0) against decode to RGB + the processor,
 # in units of the 0..255 pixel range: measured mean ~0.8, 99th percentile <= 5, max ~64 at saturated colour edges.
@@ -34,30 +35,12 @@ def video_720p(tmp_path_factory) -> tuple[str, list[int]]:
     return str(episode.video_path), list(episode.frame_pts_ns)[::3]
 
 
-def _processors() -> dict[str, object]:
-    return {
-        "smolvlm": transformers.Idefics3ImageProcessorPil(
-            do_image_splitting=False,
-            size={"longest_edge": 2048},
-            max_image_size={"longest_edge": 512},
-            image_mean=[0.5] * 3,
-            image_std=[0.5] * 3,
-        ),
-        "internvl": transformers.GotOcr2ImageProcessorPil(
-            size={"height": 448, "width": 448},
-            crop_to_patches=False,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-        ),
-    }
-
-
 @pytest.mark.parametrize("name", ["smolvlm", "internvl"])
 def test_decode_to_size_is_within_tolerance_of_the_processor(name: str, video_720p) -> None:
     from PIL import Image
 
     video, pts = video_720p
-    processor = _processors()[name]
+    processor = checkpoint_image_processors()[name]
     spec = pixel_spec(processor)
     assert spec.image_size == ImageLayout.preset(name).image_size
     engine = FrameEngine(backend="pyav")
@@ -125,6 +108,26 @@ def test_normalize_forms() -> None:
     )
     with pytest.raises(ValueError, match="layout_or_mean_std"):
         normalize(pixels, ImageLayout.preset("default"))
+
+
+def test_cpu_normalize_equals_the_torch_arithmetic_on_any_layout() -> None:
+    """On the CPU normalize runs in numpy (faster on uint8); it must give torch's float32 arithmetic, for frames
+    permuted from (N, H, W, 3), contiguous frames, float input and Qwen2-VL patch rows, in a contiguous result."""
+    rng = np.random.default_rng(7)
+    frames = torch.from_numpy(rng.integers(0, 256, (3, 28, 56, 3), dtype=np.uint8))
+    spec = pixel_spec(transformers.GotOcr2ImageProcessorPil(size={"height": 28, "width": 56}))
+    std = torch.tensor(spec.image_std, dtype=torch.float64)
+    scale = (spec.rescale_factor / std).float().view(3, 1, 1)
+    bias = (-torch.tensor(spec.image_mean, dtype=torch.float64) / std).float().view(3, 1, 1)
+    expected = frames.permute(0, 3, 1, 2).float() * scale + bias
+    for pixels in (frames.permute(0, 3, 1, 2), frames.permute(0, 3, 1, 2).contiguous()):
+        out = normalize(pixels, spec)
+        assert out.is_contiguous() and out.dtype == torch.float32
+        assert torch.equal(out, expected)
+    floats = frames.permute(0, 3, 1, 2).double()
+    assert torch.allclose(normalize(floats, spec), expected, atol=1e-6)
+    rows = patchify_qwen2_vl(frames.permute(0, 3, 1, 2))
+    assert torch.equal(normalize(rows, spec), patchify_qwen2_vl(expected))
 
 
 def test_decode_size_and_resample_are_validated(video_720p) -> None:

@@ -196,7 +196,7 @@ def test_a_padded_vocabulary_is_kept_and_its_rows_initialized() -> None:
 
 @pytest.mark.parametrize("name", ["smolvlm", "internvl", "qwen2_vl"])
 def test_semantic_init_on_the_tiny_vlms(name: str) -> None:
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     vlm = tiny_vlm(name, fresh=True)
     tokenizer, model = vlm.tokenizer, vlm.model

@@ -78,7 +78,7 @@ def recordings(recordings_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def assert_same_folders(local: Path, other: Path) -> int:
     """Every file byte for byte, except the run-specific fields: the report's seconds, the config's engine and
-    output folder, and ``datasets``' random fingerprint."""
+    output folder (in the report and owa_data.json), and ``datasets``' random fingerprint."""
     names = sorted(p.relative_to(local) for p in local.rglob("*"))
     assert names == sorted(p.relative_to(other) for p in other.rglob("*"))
     compared = 0
@@ -90,12 +90,16 @@ def assert_same_folders(local: Path, other: Path) -> int:
             sa, sb = json.loads(a.read_text()), json.loads(b.read_text())
             assert sa.pop("_fingerprint") and sb.pop("_fingerprint")
             assert sa == sb, name
-        elif name.name == events.REPORT_FILENAME:
-            ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
-            assert ra["config"].pop("engine") == "local" and rb["config"].pop("engine") == "ray"
-            assert "ray_address" not in rb["config"]  # where the cluster was says nothing about the dataset
-            ra["config"].pop("output_dir"), rb["config"].pop("output_dir")
-            ra["report"].pop("seconds"), rb["report"].pop("seconds")
+        elif name.name == events.REPORT_FILENAME or (
+            name.name == "owa_data.json" and b'"stage": "events"' in a.read_bytes()
+        ):
+            ra, rb = json.loads(a.read_text()), json.loads(b.read_text())  # the run's config, and the report
+            ca, cb = (r["config"]["events"] if "stage" in r else r["config"] for r in (ra, rb))
+            assert ca.pop("engine") == "local" and cb.pop("engine") == "ray"
+            assert "ray_address" not in cb  # where the cluster was says nothing about the dataset
+            ca.pop("output_dir"), cb.pop("output_dir")
+            if "report" in ra:
+                ra["report"].pop("seconds"), rb["report"].pop("seconds")
             assert ra == rb
         else:
             assert a.read_bytes() == b.read_bytes(), name
@@ -131,7 +135,7 @@ def test_stage_2_on_ray_is_identical_to_local(local_ray: None, recordings: Path,
         build_binned_dataset(
             tmp_path / "events", config, output_dir=tmp_path / engine, chunk_events=2_000, engine=engine
         )
-    assert assert_same_folders(tmp_path / "local", tmp_path / "ray") == 7  # two splits of 3 files, and the dict
+    assert assert_same_folders(tmp_path / "local", tmp_path / "ray") == 8  # 2 splits of 3 files, the dict, metadata
     # In memory too (no output folder), and a single Dataset rather than a dict.
     split = load_from_disk(str(tmp_path / "events"))["train"]
     in_memory = build_binned_dataset(split, config, chunk_events=2_000, engine="ray")

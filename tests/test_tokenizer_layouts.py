@@ -43,7 +43,7 @@ def test_image_layout_error_lives_in_errors() -> None:
 
 @pytest.mark.parametrize("name", VLM_PRESETS)
 def test_preset_frames_are_exactly_the_processors_tokens(name: str, tmp_path) -> None:
-    from vlm_fixtures import random_frames, tiny_vlm
+    from owa.data.testing.vlms import random_frames, tiny_vlm
 
     vlm = tiny_vlm(name, fresh=True)
     tokenizer, model = vlm.tokenizer, vlm.model
@@ -76,7 +76,7 @@ def test_preset_frames_are_exactly_the_processors_tokens(name: str, tmp_path) ->
 
 @pytest.mark.parametrize("name", ["smolvlm", "internvl"])
 def test_the_tiny_model_runs_on_a_tokenized_screen_event(name: str, tmp_path) -> None:
-    from vlm_fixtures import random_frames, tiny_vlm
+    from owa.data.testing.vlms import random_frames, tiny_vlm
 
     vlm = tiny_vlm(name, fresh=True)
     event_tokenizer = EpisodeTokenizer.from_processor(vlm.processor)
@@ -89,7 +89,7 @@ def test_the_tiny_model_runs_on_a_tokenized_screen_event(name: str, tmp_path) ->
 
 
 def test_a_layout_with_other_tokens_points_the_model_at_them(tmp_path) -> None:
-    from vlm_fixtures import random_frames, tiny_vlm
+    from owa.data.testing.vlms import random_frames, tiny_vlm
 
     vlm = tiny_vlm("smolvlm", fresh=True)
     event_tokenizer = EpisodeTokenizer(image_token_length=64)  # <IMAGE> x 64, not SmolVLM's own <image>
@@ -222,7 +222,7 @@ def test_invalid_layouts_are_clear_errors() -> None:
 
 @pytest.mark.parametrize("name", VLM_PRESETS)
 def test_fixture_tokenizers_keep_the_image_token_one_id(name: str) -> None:
-    from vlm_fixtures import tiny_vlm
+    from owa.data.testing.vlms import tiny_vlm
 
     tokenizer = tiny_vlm(name, fresh=True).tokenizer
     event_tokenizer = EpisodeTokenizer(image_layout=name)

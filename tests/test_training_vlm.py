@@ -3,11 +3,13 @@
 Samples are built with the exact token layout each model expects for a frame (``ImageLayout.from_processor``:
 prefix + image token * count + suffix) around ordinary text, padded like FSLDataset's, and carry frames as PIL
 images, decoded-to-size uint8 arrays or None (a skipped frame). Every batch goes through the model's forward, which
-checks that image features and image tokens agree.
+checks that image features and image tokens agree. The end-to-end tests take the intended path instead: recordings
+→ Event Dataset → ``EpisodeTokenizer.from_processor`` → FSLDataset → ``FSLCollator.for_tokenizer`` → DataLoader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -16,10 +18,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tests.vlm_fixtures import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
-
 from owa.data.image_layout import ImageLayout  # noqa: E402
 from owa.data.pixels import pixel_spec  # noqa: E402
+from owa.data.testing.vlms import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
 from owa.data.training import IGNORE_INDEX, FSLCollator  # noqa: E402
 
 # Short samples: Qwen's 151,665-id vocabulary makes the logits of long ones the slowest part of a forward.
@@ -178,54 +179,154 @@ def test_token_count_mismatch_is_a_clear_error() -> None:
         _collator(name)([sample])
 
 
-def test_fsl_dataset_decoded_to_size_trains_internvl_end_to_end(tmp_path) -> None:
-    """A synthetic recording → Event Dataset → EpisodeTokenizer with InternVL's image token and count → FSLDataset
-    decoding straight to the model's 64x64 → DataLoader (2 workers) with the collator → the model's forward."""
-    import logging
-    import time
-
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    """Three episodes' events: ``ep`` (real video), ``text`` (ep's keyboard and mouse rows only: samples without
+    images) and ``gone`` (its video was never written: every frame is skipped)."""
     import datasets
+
+    from owa.data.recordings.synthetic import SampleConfig, write_sample_episode
+    from owa.data.testing import event_dataset_from_mcap
+
+    root = tmp_path_factory.mktemp("vlm-corpus")
+    config = SampleConfig(seconds=2.0, fps=5, width=160, height=96, seed=4)
+    episode = write_sample_episode(root, "ep", config)
+    gone = write_sample_episode(root, "gone", dataclasses.replace(config, video=False, seed=5))
+    with_video = event_dataset_from_mcap(episode.mcap_path)
+    text = with_video.filter(lambda row: row["topic"] != "screen")
+    text = text.map(lambda row: {"episode_path": str(root / "text.mcap")})
+    events = datasets.concatenate_datasets([with_video, text, event_dataset_from_mcap(gone.mcap_path)])
+    return {
+        "events": events,
+        "ep": str(episode.mcap_path),
+        "text": str(root / "text.mcap"),
+        "gone": str(gone.mcap_path),
+    }
+
+
+# Per preset: max_sequence_length (a frame is 67, 258 and 10 tokens) and Qwen2-VL's frame size (8 slots + markers).
+E2E_LENGTH = {"smolvlm": 256, "internvl": 832, "qwen2_vl": 128}
+
+
+@pytest.mark.parametrize("name", VLM_PRESETS)
+def test_episode_tokenizer_layout_to_model_forward_end_to_end(name: str, corpus: dict) -> None:
+    """The intended path: EpisodeTokenizer.from_processor → prepare_model(tokenizer, model) → tokenize an Event
+    Dataset → FSLDataset decoding straight to ``image_layout.image_size`` → FSLCollator.for_tokenizer → DataLoader
+    (2 workers) → the model's forward, which checks image features against image tokens itself. Batches: one with a
+    skipped frame (its video file is missing), one without images, one whose frames were all skipped."""
     from torch.utils.data import DataLoader
 
     from owa.data.episode_tokenizer import EpisodeTokenizer
     from owa.data.fsl_dataset import FSLDataset
-    from owa.data.recordings.synthetic import SampleConfig, write_sample_episode
-    from owa.data.testing import event_dataset_from_mcap
 
-    vlm = tiny_vlm("internvl", fresh=True)
-    layout = _layout("internvl")
-    config = SampleConfig(seconds=2.0, fps=10, width=320, height=180, seed=4)
-    episode = write_sample_episode(tmp_path, "ep", config)
-    events = datasets.concatenate_datasets([event_dataset_from_mcap(episode.mcap_path)])
-    tokenizer = EpisodeTokenizer(image_token=layout.token, image_token_length=layout.count)
-    tokenizer.prepare_model(tokenizer=vlm.tokenizer, model=vlm.model)
-    tokenized = tokenizer.tokenize_event_dataset(events)
-    spec = pixel_spec(vlm.processor)
+    vlm = tiny_vlm(name, fresh=True)
+    processor = vlm.processor
+    episode_tokenizer = EpisodeTokenizer.from_processor(
+        processor, **({"image_size": QWEN_SIZE} if name == "qwen2_vl" else {})
+    )
+    episode_tokenizer.prepare_model(tokenizer=processor.tokenizer, model=vlm.model)
+    layout = episode_tokenizer.image_layout
+    assert layout.image_size == ((64, 64) if name != "qwen2_vl" else QWEN_SIZE)
+    assert episode_tokenizer.image_token_id == vlm.model.config.image_token_id  # the model's own token
+    tokenized = episode_tokenizer.tokenize_event_dataset(corpus["events"])
+    # One frame of `ep` whose video cannot be opened: skipped on its own, among decoded frames.
+    screens = [
+        i
+        for i, (path, images) in enumerate(zip(tokenized["episode_path"], tokenized["images"], strict=True))
+        if images and path == corpus["ep"]
+    ]
+    broken = screens[2]
+    tokenized = tokenized.map(
+        lambda row, i: (
+            {"images": [image.replace('"ep.mkv"', '"missing.mkv"') for image in row["images"]]} if i == broken else {}
+        ),
+        with_indices=True,
+    )
     fsl = FSLDataset(
         tokenized,
-        pad_token_id=vlm.tokenizer.pad_token_id,
-        max_sequence_length=1024,
-        image_size=spec.image_size,
-        image_resample=spec.resample,
+        pad_token_id=processor.tokenizer.pad_token_id,
+        max_sequence_length=E2E_LENGTH[name],
+        episode_aware=True,
+        image_size=layout.image_size,
+        image_resample=pixel_spec(processor).resample,
+        on_image_error="skip",
         log_every=None,
     ).prepare()
-    sample = fsl[0]
-    assert all(isinstance(image, np.ndarray) and image.shape == (64, 64, 3) for image in sample["images"])
-    collator = FSLCollator(processor=vlm.processor)
-    assert collator.image_token_id == tokenizer.image_token_id
-    loader = DataLoader(fsl, batch_size=2, num_workers=2, collate_fn=collator)
-    start = time.perf_counter()
-    batches = list(loader)
-    loader_s = time.perf_counter() - start
-    images = collator.stats.images
-    assert images == sum(len(fsl[i]["images"]) for i in range(len(fsl))) > 0
-    start = time.perf_counter()
+
+    paths, images = tokenized["episode_path"], tokenized["images"]
+    samples: dict[str, list[int]] = {"broken": [], "ep": [], "text": [], "gone": []}
+    frames = []
+    for k in range(len(fsl)):
+        rows = range(*fsl.plan.event_range(k))
+        frames.append(sum(len(images[row]) for row in rows))
+        if broken in rows:
+            samples["broken"].append(k)
+        elif frames[k]:
+            samples[next(key for key in ("ep", "gone") if paths[rows[0]] == corpus[key])].append(k)
+        elif paths[rows[0]] == corpus["text"]:
+            samples["text"].append(k)
+    batches = [samples["broken"] + samples["ep"][:1], samples["text"][:2], samples["gone"][:2]]
+    assert all(batches) and len(batches[0]) == 2
+
+    decoded = fsl[samples["ep"][0]]["images"]
+    assert all(isinstance(image, np.ndarray) and image.shape == (*layout.image_size, 3) for image in decoded)
+    collator = FSLCollator.for_tokenizer(episode_tokenizer, processor)
+    assert collator.image_token_id == episode_tokenizer.image_token_id
+    loader = DataLoader(fsl, batch_sampler=batches, num_workers=2, collate_fn=collator)
+    losses = []
+    for index, batch in enumerate(loader):
+        image_tokens = int((batch["input_ids"] == collator.image_token_id).sum())
+        assert image_tokens == sum(frames[k] for k in batches[index]) * layout.count
+        frame_ids = torch.tensor(episode_tokenizer.image_token_ids)
+        on_frames = torch.isin(batch["input_ids"], frame_ids)
+        assert torch.all(batch["labels"][on_frames] == IGNORE_INDEX)  # every frame token, decoded or skipped
+        text = (batch["attention_mask"] == 1) & ~on_frames
+        assert torch.equal(batch["labels"][text], batch["input_ids"][text])
+        if index == 1:
+            assert not {"pixel_values", "pixel_attention_mask", "image_grid_thw"} & set(batch)
+        else:
+            assert "pixel_values" in batch
+        if name == "qwen2_vl" and index != 1:
+            assert int(batch["mm_token_type_ids"].sum()) == image_tokens
+        losses.append(_forward_with(vlm.model, batch))
+    assert len(losses) == 3
+    skipped = 1 + sum(frames[k] for k in batches[2])
+    assert fsl.image_stats.images_skipped == skipped
+    assert collator.stats.as_dict() == {
+        "batches": 3,
+        "images": sum(frames[k] for batch in batches for k in batch),  # blank frames included
+        "blank_images": skipped,
+        "batches_without_images": 1,
+    }
+
+
+def _forward_with(model, batch: dict) -> float:
     with torch.no_grad():
-        for batch in batches[:3]:
-            assert torch.isfinite(vlm.model(**FSLCollator.model_inputs(batch)).loss)
-    forward_s = (time.perf_counter() - start) * len(batches) / min(3, len(batches))
-    logging.getLogger(__name__).info(
-        "internvl 64px: loader %.0f images/s, loader + forward %.0f images/s",
-        images / loader_s,
-        images / (loader_s + forward_s),
-    )
+        loss = model(**FSLCollator.model_inputs(batch)).loss
+    assert torch.isfinite(loss)
+    return float(loss)
+
+
+def test_for_tokenizer_uses_the_tokenizer_layout_not_the_processor_default() -> None:
+    """A layout other than the processor's (SmolVLM with plain ``<image>`` x 64, no markers): the collator takes
+    the tokenizer's token and markers, and the model (its image token id is the same) accepts the batch."""
+    from owa.data.episode_tokenizer import EpisodeTokenizer
+
+    vlm = tiny_vlm("smolvlm", fresh=True)
+    episode_tokenizer = EpisodeTokenizer(image_layout=ImageLayout(token="<image>", count=64))
+    episode_tokenizer.prepare_model(tokenizer=vlm.tokenizer, model=vlm.model)
+    collator = FSLCollator.for_tokenizer(episode_tokenizer, vlm.processor)
+    assert collator.image_layout == episode_tokenizer.image_layout
+    assert collator.image_token_ids == episode_tokenizer.image_token_ids == (vlm.model.config.image_token_id,)
+    ids = vlm.tokenizer.convert_tokens_to_ids(["<image>"] * 64) + vlm.tokenizer.encode("hi", add_special_tokens=False)
+    sample = {
+        "token_ids": np.asarray(ids, dtype=np.int64),
+        "attention_mask": np.ones(len(ids), dtype=np.int64),
+        "total_token_count": len(ids),
+        "images": [None],
+    }
+    batch = collator([sample])
+    assert collator.stats.blank_images == 1
+    assert torch.all(batch["labels"][0, :64] == IGNORE_INDEX)
+    assert torch.equal(batch["labels"][0, 64:], batch["input_ids"][0, 64:])  # no marker to mask: the text trains
+    _forward_with(vlm.model, batch)

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vlm_fixtures import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
+from owa.data.testing.vlms import VLM_PRESETS, random_frames, tiny_vlm  # noqa: E402
 
 # Per preset: pixel inputs the model takes for two 72x128 frames, and image tokens per frame.
 EXPECTED = {

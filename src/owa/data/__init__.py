@@ -30,6 +30,7 @@ from owa.data.errors import (
     PackingError,
     RecordingError,
     StorageAccessError,
+    TokenizerMismatchError,
     TokenizerNotPreparedError,
     UnsafeMediaURIError,
     VideoNotFoundError,
@@ -70,6 +71,8 @@ _LAZY = {
     "FSLDatasetConfig": "owa.data.fsl_dataset",
     "ImageLayout": "owa.data.image_layout",
     "decode_screens": "owa.data.frames",
+    "load": "owa.data.loading",
+    "DatasetMetadata": "owa.data.metadata",
 }
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "RecordingError",
     "ScreenCaptured",
     "StorageAccessError",
+    "TokenizerMismatchError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",

@@ -108,6 +108,9 @@ class TokenizeBatch:
         encode = self.encode
         start_token, end_token = self.episode_tokens
         paths = batch.column("episode_path").to_pylist()
+        # The span index (stage 1 with an interval selector) travels along, so packing knows the segments.
+        intervals = batch.column("interval").to_pylist() if "interval" in batch.column_names else None
+        kept_intervals: list[int] = []
         messages = batch.column("mcap_message").to_pylist()
         rows = np.asarray(indices, dtype=np.int64)
         if self.shift_ns is not None:
@@ -150,11 +153,14 @@ class TokenizeBatch:
                 text = text.replace(image_token, expanded)
                 image_refs.extend(map(serialize_screen, images))
             kept_paths.append(path)
+            if intervals is not None:
+                kept_intervals.append(intervals[position])
             texts.append(text)
             image_counts.append(len(images))
         carrier = not texts  # every row dropped: one row still has to carry the counts out of the worker
         if carrier:
             kept_paths, texts, image_counts = [paths[0]], [""], [0]
+            kept_intervals = [] if intervals is None else [intervals[0]]
 
         values, lengths = self.lookup.ids_flat(texts)
         offsets = np.zeros(len(texts) + 1, dtype=np.int32)
@@ -173,6 +179,7 @@ class TokenizeBatch:
         return pa.table(
             {
                 "episode_path": pa.array(kept_paths, type=pa.string()),
+                **({} if intervals is None else {"interval": pa.array(kept_intervals, type=pa.int32())}),
                 "text": pa.array(texts, type=pa.string()),
                 "token_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32())),
                 "images": pa.ListArray.from_arrays(pa.array(image_offsets), pa.array(image_refs, type=pa.string())),
@@ -238,32 +245,60 @@ def _skippable_name(error: BaseException) -> str:
 
 
 def episode_flags(dataset: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_first, is_last)`` per row: where the episode path changes. Episodes must be contiguous.
+    """``(is_first, is_last)`` per row: where the episode segment changes. Segments must be contiguous.
+
+    A segment is a run of rows with the same ``episode_path`` and, when the dataset has an ``interval`` column (stage
+    1 with an interval selector), the same ``interval``: each span of a recording starts and ends with the episode
+    tokens of its own.
 
     Raises:
-        DatasetError: the same ``episode_path`` in separate runs of rows (names the episode and rows).
+        DatasetError: the same ``episode_path`` (or the same interval of one) in separate runs of rows (names the
+            episode and rows).
     """
     import pyarrow.compute as pc
 
-    paths = dataset.select_columns(["episode_path"]).with_format("arrow")[:].column("episode_path")
+    columns = ["episode_path", *(["interval"] if "interval" in dataset.column_names else [])]
+    table = dataset.select_columns(columns).with_format("arrow")[:]
+    paths = table.column("episode_path")
     n = len(paths)
-    change = np.ones(n + 1, dtype=bool)  # change[i]: row i starts an episode (and row i-1 ends one)
+    change = np.ones(n + 1, dtype=bool)  # change[i]: row i starts a segment (and row i-1 ends one)
+    path_change = np.ones(n, dtype=bool)
     if n > 1:
-        change[1:n] = pc.not_equal(paths[1:], paths[:-1]).fill_null(True).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(change[:n])
-    if len(starts):
-        run_paths = paths.take(pa.array(starts))
-        if len(pc.unique(run_paths)) != len(starts):
-            counts = pc.value_counts(run_paths)
-            repeated = next(v["values"].as_py() for v in counts if v["counts"].as_py() > 1)
-            first_rows = [int(r) for r, p in zip(starts, run_paths.to_pylist(), strict=True) if p == repeated][:3]
-            raise DatasetError(
-                "Episode rows are not contiguous: the same episode_path appears in separate runs (rows starting at "
-                f"{first_rows}). Keep each episode's events together and in time order, as stage 1 writes them; "
-                "do not shuffle an Event Dataset before tokenizing it",
-                path=repeated,
-            )
+        path_change[1:] = pc.not_equal(paths[1:], paths[:-1]).fill_null(True).to_numpy(zero_copy_only=False)
+    change[:n] = path_change
+    if "interval" in columns and n > 1:
+        intervals = table.column("interval")
+        change[1:n] |= pc.not_equal(intervals[1:], intervals[:-1]).fill_null(True).to_numpy(zero_copy_only=False)
+    _check_contiguous(paths, np.flatnonzero(path_change), None)
+    if "interval" in columns:
+        _check_contiguous(paths, np.flatnonzero(change[:n]), table.column("interval"))
     return change[:n].copy(), change[1:].copy()
+
+
+def _check_contiguous(paths: pa.ChunkedArray, starts: np.ndarray, intervals: pa.ChunkedArray | None) -> None:
+    """Raise unless every run starting at ``starts`` has its own episode path (and interval, when given)."""
+    if not len(starts):
+        return
+    run_paths = paths.take(pa.array(starts)).to_pylist()
+    keys: list[Any] = run_paths
+    if intervals is not None:
+        keys = list(zip(run_paths, intervals.take(pa.array(starts)).to_pylist(), strict=True))
+    if len(set(keys)) == len(keys):
+        return
+    seen: set[Any] = set()
+    for key in keys:
+        if key in seen:
+            repeated = key
+            break
+        seen.add(key)
+    first_rows = [int(r) for r, key in zip(starts, keys, strict=True) if key == repeated][:3]
+    what = "episode_path" if intervals is None else f"interval ({repeated[1]}) of one episode_path"
+    raise DatasetError(
+        f"Episode rows are not contiguous: the same {what} appears in separate runs (rows starting at "
+        f"{first_rows}). Keep each episode's events together and in time order, as stage 1 writes them; "
+        "do not shuffle an Event Dataset before tokenizing it",
+        path=repeated if intervals is None else repeated[0],
+    )
 
 
 def usable_cores() -> int:

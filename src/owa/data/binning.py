@@ -2,6 +2,10 @@
 
 The rules, in one place (``docs/binning.md`` has worked examples):
 
+* **Segments.** Bins are made per episode, or, when the Event Dataset has an ``interval`` column (stage 1 with an
+  interval selector, :mod:`owa.data.intervals`), per segment: the rows of one ``(episode_path, interval)``. The
+  output then carries ``interval`` too, ``bin_idx`` restarts at 0 in each segment, and no bin spans the gap
+  between two spans. Below, "episode" means segment.
 * **Bins.** An episode's bins start at its first event (of any topic) and run to the bin holding its last
   event. Bin ``k`` is the half-open interval ``[first + floor(k * 1e9 / fps), first + floor((k + 1) * 1e9 /
   fps))`` in integer nanoseconds, each edge computed from ``k`` with exact rational arithmetic, so there is
@@ -16,7 +20,7 @@ The rules, in one place (``docs/binning.md`` has worked examples):
 * **Order.** Episodes come out sorted by path, bins by index. The input is grouped and sorted once
   (stable, by episode then timestamp), so it need not be ordered.
 * **Schema.** :func:`~owa.data.schema.binned_features`; ``numeric_actions`` adds the columns computed in
-  :mod:`owa.data.binning_numeric`.
+  :mod:`owa.data.binning_numeric`, an input ``interval`` column adds ``interval``.
 
 The work per split is one vectorized pass (numpy/pyarrow) over the event columns, then a streamed write of
 output chunks of whole episodes: time and memory grow linearly with the events. With ``engine="ray"`` each
@@ -44,10 +48,18 @@ import pyarrow.compute as pc
 from owa.data.binning_numeric import numeric_action_columns
 from owa.data.errors import DatasetError, ExecutionError, InvalidInputError
 from owa.data.executors import Engine, Executor, LocalExecutor, RayExecutor, TaskFailure, check_engine
-from owa.data.schema import EVENT_FEATURES_DICT, MOUSE_BUTTONS, binned_features, check_arrow_schema
+from owa.data.schema import (
+    EVENT_FEATURES_DICT,
+    INTERVAL_FEATURES_DICT,
+    MOUSE_BUTTONS,
+    binned_features,
+    check_arrow_schema,
+)
 
 if TYPE_CHECKING:
     import datasets
+
+    from owa.data.metadata import DatasetMetadata
 
 __all__ = [
     "MOUSE_BUTTONS",
@@ -186,7 +198,9 @@ _BINARY_TYPES = (pa.binary(), pa.large_binary())
 
 
 def _check_no_nulls(table: pa.Table, split: str | None) -> None:
-    for name in ("episode_path", "topic", "timestamp_ns", "mcap_message"):
+    for name in ("episode_path", "topic", "timestamp_ns", "mcap_message", *INTERVAL_FEATURES_DICT):
+        if name not in table.column_names:
+            continue
         column = table.column(name)
         if column.null_count:
             row = pc.index(pc.is_null(column), True).as_py()
@@ -195,9 +209,9 @@ def _check_no_nulls(table: pa.Table, split: str | None) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _SplitIndex:
-    """One split's events grouped by episode and sorted by time, as plain arrays (position = sorted order)."""
+    """One split's events grouped by episode (segment) and sorted by time, as plain arrays (position = sorted order)."""
 
-    paths: pa.Array  # unique episode paths, sorted; ``episode`` indexes into it
+    paths: pa.Array  # the episode path of each segment, sorted; ``episode`` indexes into it
     rows: np.ndarray | None  # input row of each sorted position; None when the input was already in order
     episode: np.ndarray  # int64 episode number per position, nondecreasing
     timestamp_ns: np.ndarray  # int64, nondecreasing within an episode
@@ -205,6 +219,7 @@ class _SplitIndex:
     is_state: np.ndarray  # bool
     episode_start: np.ndarray  # first position of each episode; length = episodes + 1 (ends with n)
     ignored_topics: dict[str, int]
+    intervals: np.ndarray | None = None  # the interval of each segment; None without an ``interval`` column
 
     def input_rows(self, positions: np.ndarray) -> np.ndarray:
         return positions if self.rows is None else self.rows[positions]
@@ -221,6 +236,13 @@ def _index_split(table: pa.Table, config: BinningConfig) -> _SplitIndex:
     rank = np.empty(len(sort_paths), dtype=np.int64)
     rank[sort_paths] = np.arange(len(sort_paths))
     episode = rank[codes]
+    sorted_paths = unique_paths.take(pa.array(sort_paths))
+    intervals = None
+    if "interval" in table.column_names:  # segments: (episode, interval) pairs, numbered in sorted order
+        interval = table.column("interval").to_numpy().astype(np.int64, copy=False)
+        pairs, episode = np.unique(np.stack([episode, interval], axis=1), axis=0, return_inverse=True)
+        episode = episode.reshape(-1).astype(np.int64, copy=False)
+        sorted_paths, intervals = sorted_paths.take(pa.array(pairs[:, 0])), pairs[:, 1]
     timestamp_ns = table.column("timestamp_ns").to_numpy().astype(np.int64, copy=False)
 
     topic = table.column("topic")
@@ -246,7 +268,7 @@ def _index_split(table: pa.Table, config: BinningConfig) -> _SplitIndex:
     boundaries = np.flatnonzero(np.diff(episode)) + 1 if len(episode) else np.empty(0, dtype=np.int64)
     episode_start = np.concatenate(([0] if len(episode) else [], boundaries, [len(episode)])).astype(np.int64)
     return _SplitIndex(
-        paths=unique_paths.take(pa.array(sort_paths)),
+        paths=sorted_paths,
         rows=rows,
         episode=episode,
         timestamp_ns=timestamp_ns,
@@ -254,6 +276,7 @@ def _index_split(table: pa.Table, config: BinningConfig) -> _SplitIndex:
         is_state=is_state,
         episode_start=episode_start,
         ignored_topics=ignored,
+        intervals=intervals,
     )
 
 
@@ -401,6 +424,7 @@ def _chunk_table(
     taken = _take_rows(table.column("mcap_message"), np.concatenate((state_rows, action_rows)))
     columns: dict[str, pa.Array] = {
         "episode_path": index.paths.take(pa.array(bins.episode)).cast(pa.string()),
+        "interval": None if index.intervals is None else pa.array(index.intervals[bins.episode].astype(np.int32)),
         "bin_idx": pa.array(bins.bin_idx.astype(np.int32)),
         "timestamp_ns": pa.array(bins.timestamp_ns, type=pa.int64()),
         "state": pa.ListArray.from_arrays(pa.array(state_offsets), taken.slice(0, len(state_rows))),
@@ -528,6 +552,15 @@ def _load(path: str | os.PathLike[str]) -> datasets.Dataset | datasets.DatasetDi
         ) from e
 
 
+def _metadata(config: BinningConfig, source: DatasetMetadata | None) -> DatasetMetadata:
+    """The Binned Dataset's ``owa_data.json``: the Event Dataset's configs and recordings root, plus binning."""
+    from owa.data.metadata import DatasetMetadata
+
+    if source is None:
+        source = DatasetMetadata(stage="events", config={}, recordings_root=None, created_by="")
+    return source.derive("binned", name="binning", config=config.to_json(), created_by="build_binned_dataset")
+
+
 def _input_files(dataset: datasets.Dataset | datasets.DatasetDict) -> list[Path]:
     parts = dataset.values() if hasattr(dataset, "values") else [dataset]
     return [Path(item["filename"]).resolve() for part in parts for item in part.cache_files]
@@ -555,7 +588,9 @@ def build_binned_dataset(
             numeric_actions); default ``BinningConfig()``. The ``owa-data bin`` command builds the same object
             from its flags.
         output_dir: when set, stream the result to this folder atomically (a temporary sibling renamed into
-            place; nothing half-written on failure) and return it loaded (memory-mapped) from there.
+            place; nothing half-written on failure) and return it loaded (memory-mapped) from there. The folder
+            records its stage and configs (the Event Dataset folder's too) in ``owa_data.json``
+            (:mod:`owa.data.metadata`).
             Otherwise the result is built in memory.
         overwrite: replace an existing ``output_dir``.
         chunk_events: input events per output chunk (whole episodes); bounds the memory of a streamed write.
@@ -591,14 +626,23 @@ def build_binned_dataset(
         raise ValueError(f"Invalid chunk_events ({chunk_events!r}). Use a positive event count.")
     check_engine(engine, ray_address)
 
+    source = None
     if isinstance(event_dataset, str | os.PathLike):
+        from owa.data.metadata import read_metadata
+
+        source = read_metadata(event_dataset, missing_ok=True)  # Event Datasets of older versions have none
         event_dataset = _load(event_dataset)
     is_dict = isinstance(event_dataset, datasets.DatasetDict)
     splits: dict[str | None, Any] = dict(event_dataset) if is_dict else {None: event_dataset}
     for split, dataset in splits.items():  # check every split before any work
         _check_split(dataset, split)
 
-    features = binned_features(numeric_actions=config.numeric_actions)
+    with_interval = {"interval" in dataset.column_names for dataset in splits.values()}
+    if len(with_interval) > 1:
+        raise InvalidInputError(
+            "Some splits have an interval column and some do not; bin splits of one stage-1 run together"
+        )
+    features = binned_features(numeric_actions=config.numeric_actions, interval=with_interval == {True})
     schema = features.arrow_schema
     description = json.dumps({"owa_data": {"stage": "binned", "binning": config.to_json()}})
 
@@ -631,6 +675,7 @@ def build_binned_dataset(
 
     from owa.data.atomic import atomic_output_dir
     from owa.data.dataset_io import save_dataset
+    from owa.data.metadata import write_metadata
 
     output = Path(os.path.abspath(output_dir))
     resolved = output.resolve()
@@ -650,6 +695,7 @@ def build_binned_dataset(
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
         save_dataset(wrap(staged), tmp)
+        write_metadata(tmp, _metadata(config, source))  # inside the staging folder: published with it
         del staged
         for item in scratch.iterdir():
             item.unlink()

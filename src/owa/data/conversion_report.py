@@ -44,11 +44,76 @@ class FileResult:
     unknown_types: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (message_type, topic)
     events_invalid: Counter[str] = dataclasses.field(default_factory=Counter)  # bad or unknown type, per topic
     media_problems: list[MediaProblem] = dataclasses.field(default_factory=list)  # see owa.data.media_check
+    # With an interval selector (owa.data.intervals): valid events outside the spans, per topic; the spans
+    # kept, ``interval`` i being spans[i]; and the recording's first and last event. None without a selector.
+    events_outside: Counter[str] = dataclasses.field(default_factory=Counter)
+    spans: list[tuple[int, int]] | None = None
+    extent_ns: tuple[int, int] | None = None
     table: pa.Table | None = None
 
     @property
     def kept(self) -> int:
         return sum(self.events_kept.values())
+
+    def interval_summary(self) -> dict[str, Any] | None:
+        """Seconds and events kept and dropped by the interval selector, or None without one.
+
+        Seconds are the recording's time (first to last event) inside and outside the kept spans; events are
+        its valid events inside the spans (before the rate rule) and outside them.
+        """
+        if self.spans is None:
+            return None
+        first, last = self.extent_ns or (0, 0)
+        kept_ns = sum(end - start for start, end in self.spans)
+        inside = sum(self.events_read.values()) - sum(self.events_invalid.values()) - self.events_outside.total()
+        return {
+            "file": self.path,
+            "split": self.split,
+            "spans": [[start, end] for start, end in self.spans],
+            "seconds_kept": round(kept_ns / 1e9, 3),
+            "seconds_dropped": round((last - first - kept_ns) / 1e9, 3),
+            "events_kept": inside,
+            "events_dropped": self.events_outside.total(),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the rows, as JSON: what an incremental run stores to report a reused recording again."""
+        return {
+            "path": self.path,
+            "split": self.split,
+            "events_read": dict(self.events_read),
+            "events_kept": dict(self.events_kept),
+            "problem": self.problem,
+            "skipped": self.skipped,
+            "bad_messages": self.bad_messages,
+            "bad_examples": self.bad_examples,
+            "unknown_types": [[message_type, topic, n] for (message_type, topic), n in self.unknown_types.items()],
+            "events_invalid": dict(self.events_invalid),
+            "media_problems": [p.to_json() for p in self.media_problems],
+            "events_outside": dict(self.events_outside),
+            "spans": None if self.spans is None else [list(span) for span in self.spans],
+            "extent_ns": None if self.extent_ns is None else list(self.extent_ns),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileResult:
+        """The result :meth:`to_json` saved (without rows)."""
+        return cls(
+            path=data["path"],
+            split=data["split"],
+            events_read=Counter(data["events_read"]),
+            events_kept=Counter(data["events_kept"]),
+            problem=data["problem"],
+            skipped=data["skipped"],
+            bad_messages=data["bad_messages"],
+            bad_examples=list(data["bad_examples"]),
+            unknown_types=Counter({(t, topic): n for t, topic, n in data["unknown_types"]}),
+            events_invalid=Counter(data["events_invalid"]),
+            media_problems=[MediaProblem.from_json(p) for p in data["media_problems"]],
+            events_outside=Counter(data.get("events_outside") or {}),
+            spans=None if data.get("spans") is None else [(start, end) for start, end in data["spans"]],
+            extent_ns=None if data.get("extent_ns") is None else tuple(data["extent_ns"]),
+        )
 
     def reject_unknown(self, topic: str, message_type: str) -> None:
         """Count a row of a message type no typed model describes; it does not enter the dataset."""
@@ -87,13 +152,20 @@ class EventDatasetReport:
     problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     symlink_loops: list[str] = dataclasses.field(default_factory=list)
     media: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per recording with media problems
+    events_outside: Counter[str] = dataclasses.field(default_factory=Counter)  # outside the selected intervals
+    intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per recording, with a selector
     seconds: float = 0.0
+    # An incremental run (owa.data.incremental): recordings converted, reused from earlier runs, and removed.
+    incremental: dict[str, int] | None = None
 
     def add(self, result: FileResult) -> None:
         self.files += 1
         self.events_read.update(result.events_read)
         self.events_kept.update(result.events_kept)
         self.events_invalid.update(result.events_invalid)
+        self.events_outside.update(result.events_outside)
+        if (summary := result.interval_summary()) is not None:
+            self.intervals.append(summary)
         self.rows_per_split[result.split] = self.rows_per_split.get(result.split, 0) + result.kept
         if result.problem is not None:
             self.files_skipped += result.skipped
@@ -138,17 +210,36 @@ class EventDatasetReport:
         )
 
     def dropped_by_rate(self, topic: str) -> int:
-        return self.events_read[topic] - self.events_kept[topic] - self.events_invalid[topic]
+        return (
+            self.events_read[topic] - self.events_kept[topic] - self.events_invalid[topic] - self.events_outside[topic]
+        )
+
+    def interval_totals(self) -> dict[str, float | int]:
+        """Seconds and events kept and dropped by the interval selector, over all recordings."""
+        totals: dict[str, float | int] = {
+            "seconds_kept": 0.0,
+            "seconds_dropped": 0.0,
+            "events_kept": 0,
+            "events_dropped": 0,
+        }
+        for entry in self.intervals:
+            for name in totals:
+                totals[name] += entry[name]
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in totals.items()}
 
     def format_table(self) -> str:
         topics = sorted(set(self.events_read) | set(self.events_kept))
-        lines = [f"{'topic':<16}{'read':>12}{'kept':>12}{'invalid':>10}{'dropped by rate':>18}"]
+        selecting = bool(self.intervals)  # the column only with an interval selector
+        outside = f"{'outside intervals':>19}" if selecting else ""
+        lines = [f"{'topic':<16}{'read':>12}{'kept':>12}{'invalid':>10}{outside}{'dropped by rate':>18}"]
         for topic in topics:
             read, kept, bad = self.events_read[topic], self.events_kept[topic], self.events_invalid[topic]
-            lines.append(f"{topic:<16}{read:>12,}{kept:>12,}{bad:>10,}{self.dropped_by_rate(topic):>18,}")
+            outside = f"{self.events_outside[topic]:>19,}" if selecting else ""
+            lines.append(f"{topic:<16}{read:>12,}{kept:>12,}{bad:>10,}{outside}{self.dropped_by_rate(topic):>18,}")
         read, kept = sum(self.events_read.values()), sum(self.events_kept.values())
-        bad = sum(self.events_invalid.values())
-        lines.append(f"{'total':<16}{read:>12,}{kept:>12,}{bad:>10,}{read - kept - bad:>18,}")
+        bad, out = sum(self.events_invalid.values()), self.events_outside.total()
+        outside = f"{out:>19,}" if selecting else ""
+        lines.append(f"{'total':<16}{read:>12,}{kept:>12,}{bad:>10,}{outside}{read - kept - bad - out:>18,}")
         splits = ", ".join(f"{k}: {v:,} rows" for k, v in sorted(self.rows_per_split.items()))
         lines.append(
             f"files: {self.files:,} ({self.files_skipped} skipped, {self.files_salvaged} salvaged, "
@@ -161,6 +252,18 @@ class EventDatasetReport:
                 for e in p.get("bad_message_examples", ())
             )
         lines.extend(f"  symlink loop not followed: {path}" for path in self.symlink_loops)
+        if selecting:
+            t = self.interval_totals()
+            lines.append(
+                f"intervals: {t['seconds_kept']:,.1f} s kept, {t['seconds_dropped']:,.1f} s dropped; "
+                f"{t['events_kept']:,} events kept, {t['events_dropped']:,} dropped"
+            )
+            lines.extend(
+                f"  intervals: {e['file']} — {len(e['spans'])} span(s), {e['seconds_kept']:,.1f} s kept, "
+                f"{e['seconds_dropped']:,.1f} s dropped; {e['events_kept']:,} events kept, "
+                f"{e['events_dropped']:,} dropped"
+                for e in self.intervals
+            )
         if self.media:
             totals = self.media_totals()
             lines.append(
@@ -169,6 +272,12 @@ class EventDatasetReport:
             )
             for entry in self.media:
                 lines.extend(f"  media: {entry['file']} — {p['summary']}" for p in entry["problems"])
+        if self.incremental is not None:
+            counts = self.incremental
+            lines.append(
+                f"incremental: {counts['converted']:,} converted, {counts['reused']:,} reused, "
+                f"{counts['removed']:,} removed"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -186,7 +295,17 @@ class EventDatasetReport:
             "symlink_loops": self.symlink_loops,
             "media": self.media,
             "media_totals": self.media_totals(),
+            **(
+                {
+                    "dropped_by_interval": {t: self.events_outside[t] for t in self.events_read},
+                    "intervals": self.intervals,
+                    "interval_totals": self.interval_totals(),
+                }
+                if self.intervals
+                else {}
+            ),
             "seconds": round(self.seconds, 3),
+            **({} if self.incremental is None else {"incremental": self.incremental}),
         }
 
 

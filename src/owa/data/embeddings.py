@@ -30,7 +30,7 @@ EmbeddingInit = Literal["mean", "semantic"]
 _INITS = ("mean", "semantic")
 
 # Config attributes of a model's image token, and what part of a layout each one is (checked on the tiny Idefics3,
-# InternVL and Qwen2-VL models of tests/vlm_fixtures.py).
+# InternVL and Qwen2-VL models of owa.data.testing.vlms).
 _IMAGE_ID_ATTRIBUTES = {"image_token_id": "token", "vision_start_token_id": "prefix", "vision_end_token_id": "suffix"}
 
 

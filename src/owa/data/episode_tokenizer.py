@@ -55,6 +55,7 @@ from owa.data.messages import McapMessage, ScreenCaptured, deserialize_screen, s
 from owa.data.pointer_space import FrameSpaceEncoder
 from owa.data.token_decoding import DecodedEvents, TokenDecoder
 from owa.data.tokenizer_config import EpisodeTokenizerConfig
+from owa.data.vocabulary import vocabulary_fingerprint
 
 if TYPE_CHECKING:
     import datasets
@@ -396,7 +397,9 @@ class EpisodeTokenizer:
         """Tokenize every event of an Event Dataset, marking episode starts and ends.
 
         Episodes are runs of rows with the same ``episode_path`` (as stage 1 writes them). The first event of
-        every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it.
+        every episode gets ``episode_start_token`` before it, the last event ``episode_end_token`` after it. With an
+        ``interval`` column (stage 1 with an interval selector) each span is an episode segment of its own: its
+        first and last events get the tokens, and the column is kept in the output for packing.
 
         With ``action_offset_s`` (τ > 0) the rows of each episode segment (same ``episode_path``, and same
         ``interval`` when the dataset has that column) are put in sequence order first: every action (a topic of
@@ -420,8 +423,9 @@ class EpisodeTokenizer:
         Returns:
             A dataset with columns ``episode_path`` (string), ``text`` (string), ``token_ids`` (list of int32),
             ``images`` (list of :func:`serialize_screen` strings, one per image-token group) and
-            ``total_token_count`` (int64), row for row (less the rows skipped); with an action offset, row ``i`` is
-            the event at sequence position ``i`` (:func:`owa.data.action_offset.event_order` gives the mapping).
+            ``total_token_count`` (int64), plus ``interval`` (int32) when the input has it, row for row (less the
+            rows skipped); with an action offset, row ``i`` is the event at sequence position ``i``
+            (:func:`owa.data.action_offset.event_order` gives the mapping).
 
         Raises:
             TokenizerNotPreparedError: :meth:`prepare_model` has not been called.
@@ -477,6 +481,7 @@ class EpisodeTokenizer:
         features = datasets.Features(
             {
                 "episode_path": datasets.Value("string"),
+                **({"interval": datasets.Value("int32")} if "interval" in dataset.column_names else {}),
                 "text": datasets.Value("string"),
                 "token_ids": list_type(datasets.Value("int32")),
                 "images": list_type(datasets.Value("string")),
@@ -545,9 +550,7 @@ class EpisodeTokenizer:
         lookup = self._token_lookup()
         if self._vocabulary_digest is None or self._vocabulary_digest[0] is not tokenizer:
             # Serializing a large vocabulary takes a quarter second: once per tokenizer object.
-            backend = getattr(tokenizer, "backend_tokenizer", None)
-            vocabulary = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
-            self._vocabulary_digest = (tokenizer, hashlib.sha256(vocabulary.encode()).hexdigest())
+            self._vocabulary_digest = (tokenizer, vocabulary_fingerprint(tokenizer))
         digest = hashlib.sha256()
         for part in (
             getattr(dataset, "_fingerprint", None),

@@ -30,6 +30,7 @@ __all__ = [
     "PackingError",
     "RecordingError",
     "StorageAccessError",
+    "TokenizerMismatchError",
     "TokenizerNotPreparedError",
     "UnsafeMediaURIError",
     "VideoNotFoundError",
@@ -231,6 +232,12 @@ class OutputWriteError(OWADataError):
 class ExecutionError(OWADataError):
     """The engine could not run a stage's tasks: the Ray cluster cannot be reached, or a task lost its worker on
     every try (:mod:`owa.data.executors`)."""
+
+
+class TokenizerMismatchError(DatasetError):
+    """A tokenized or packed dataset was opened with a tokenizer whose vocabulary differs from the one that made its
+    ids. The context names the dataset (``file``) and both tokenizers' names and vocabulary fingerprints
+    (``recorded``, ``given``)."""
 
 
 class TokenizerNotPreparedError(OWADataError):

@@ -21,7 +21,7 @@ Each sample is a dict:
   ``image_size`` an ``(H, W, 3)`` uint8 array decoded straight to that size; else the lazy
   :class:`~owa.data.messages.ScreenCaptured` reference);
 * ``position_ids`` (with ``return_position_ids``): ``int64[max_sequence_length]``, restarting at 0 where an episode
-  starts inside the sample, 0 on padding;
+  (or, with an ``interval`` column from stage 1's interval selectors, a span) starts inside the sample, 0 on padding;
 * ``segment_offsets`` (with ``return_segment_offsets``): ``int64[n_segments + 1]``, the half-open token ranges of
   the episode segments of the sample (``cu_seqlens`` for padding-free attention), ending at ``total_token_count``.
 """
@@ -38,19 +38,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from owa.data.action_offset import event_order, segment_starts
 from owa.data.counters import Counters
+from owa.data.dataset_io import quiet_datasets_progress
 from owa.data.distributed import rank_and_world_size
-from owa.data.errors import DatasetError, OnError, OWADataError, PackingError, check_on_error
+from owa.data.errors import DatasetError, InvalidInputError, OnError, OWADataError, PackingError, check_on_error
 from owa.data.messages import DEFAULT_MEDIA_POLICY, MediaPolicy, ScreenCaptured, deserialize_screen
-from owa.data.packing import PackingPlan, plan_packing
+from owa.data.packed import REQUIRED_COLUMNS as _REQUIRED_COLUMNS
+from owa.data.packed import PackedSplit, pack_table
+from owa.data.packing import PackingPlan
 
 if TYPE_CHECKING:
     import datasets
+    from transformers import PreTrainedTokenizerBase
 
     from owa.data.episode_tokenizer import DecodedEvents, EpisodeTokenizer
+    from owa.data.storage import StorageOptions
 
 __all__ = ["FSLDataset", "FSLDatasetConfig", "FSLSample", "ImageStats"]
 
@@ -58,8 +62,6 @@ logger = logging.getLogger(__name__)
 
 FSLSample = dict[str, Any]
 """One packed sample; see the module docstring for its keys."""
-
-_REQUIRED_COLUMNS = ("episode_path", "token_ids", "images", "total_token_count")
 
 
 class _ChunkedBuffer:
@@ -133,6 +135,16 @@ class _Throughput:
         )
 
 
+def _flat_values(chunk: pa.ListArray) -> pa.Array:
+    """``chunk.flatten()`` without reading the values: a zero-copy slice, touching two offsets (a memory-mapped
+    dataset stays unread until samples are)."""
+    if chunk.null_count:  # flatten skips the values of null lists
+        return chunk.flatten()
+    offsets = chunk.offsets  # this chunk's, slice offset applied
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    return chunk.values.slice(start, end - start)
+
+
 def _format_rates(rates: np.ndarray) -> str:
     samples, tokens, images, rgb_bytes = rates
     return f"{samples:.1f}s/s, {tokens:,.0f}t/s, {images:.1f}i/s, {rgb_bytes / 1e6:.1f}MB/s"
@@ -147,7 +159,8 @@ class FSLDatasetConfig:
         max_sequence_length: tokens per sample, padding included.
         load_images: decode frames to ``PIL.Image`` (RGB) in one batch per sample; otherwise return the lazy
             :class:`~owa.data.messages.ScreenCaptured` references.
-        episode_aware: never let a sample span two episodes (a sample ends at an episode's last event).
+        episode_aware: never let a sample span two episodes (a sample ends at an episode's last event). With an
+            ``interval`` column (stage 1's spans), every span counts as an episode here and below.
         return_position_ids: add ``position_ids`` restarting at 0 at each episode start within a sample.
         return_segment_offsets: add ``segment_offsets``, the episode segments' token offsets within a sample.
         log_every: log throughput every this many samples (INFO on this module's logger, rank 0 only);
@@ -335,57 +348,125 @@ class FSLDataset:
                 "Run EpisodeTokenizer.tokenize_event_dataset on the Event Dataset first."
             )
         # An arrow view of the columns, in the dataset's logical order (a select/shuffle mapping is applied here).
-        table: pa.Table = self.dataset.select_columns(list(_REQUIRED_COLUMNS)).with_format("arrow")[:]
-        for name in _REQUIRED_COLUMNS:
-            if table.column(name).null_count:
-                row = int(np.flatnonzero(table.column(name).is_null().to_numpy(zero_copy_only=False))[0])
-                raise DatasetError(f"Column {name!r} has missing values", row=row)
-        token_ids = table.column("token_ids")
-        lengths = pc.list_value_length(token_ids).to_numpy(zero_copy_only=False).astype(np.int64)
-        counts = table.column("total_token_count").to_numpy(zero_copy_only=False).astype(np.int64)
-        episodes = table.column("episode_path")
-
-        mismatch = np.flatnonzero(lengths != counts)
-        if len(mismatch):
-            row = int(mismatch[0])
-            raise DatasetError(
-                f"total_token_count ({counts[row]}) differs from the number of token_ids ({lengths[row]})",
-                path=episodes[row].as_py(),
-                row=row,
-                rows_affected=len(mismatch),
-            )
-
-        starts = np.ones(len(counts), dtype=bool)
-        if len(counts) > 1:
-            starts[1:] = pc.not_equal(episodes[1:], episodes[:-1]).to_numpy(zero_copy_only=False)
-
-        plan = plan_packing(
-            counts,
-            max_sequence_length=self.max_sequence_length,
-            episode_start=starts if self.episode_aware else None,
-            event_name=lambda row: episodes[row].as_py(),
-        )
-
-        images = table.column("images")
-        image_counts = pc.list_value_length(images).to_numpy(zero_copy_only=False).astype(np.int64)
-        image_offsets = np.zeros(len(image_counts) + 1, dtype=np.int64)
-        np.cumsum(image_counts, out=image_offsets[1:])
-
-        self._tokens = _ChunkedBuffer([c.flatten() for c in token_ids.chunks], to_numpy=True)
-        self._images = _ChunkedBuffer([c.flatten() for c in images.chunks], to_numpy=False)
-        self._image_offsets = image_offsets
-        self._episode_paths = episodes  # read only to name the episode in errors
-        self._episode_start = starts
-        self._plan = plan
-        if self.log_every and rank_and_world_size()[0] == 0:
-            self._throughput = _Throughput(self.log_every)
+        # The interval column, when there, cuts segments too (stage 1's spans are episode segments).
+        columns = [*_REQUIRED_COLUMNS, *(["interval"] if "interval" in self.dataset.column_names else [])]
+        table: pa.Table = self.dataset.select_columns(columns).with_format("arrow")[:]
+        packed = pack_table(table, max_sequence_length=self.max_sequence_length, episode_aware=self.episode_aware)
+        self._attach(table, packed)
         logger.debug(
             "FSLDataset: %d events packed into %d samples of %d tokens",
-            len(counts),
-            len(plan),
-            plan.max_sequence_length,
+            packed.num_events,
+            len(packed.plan),
+            packed.plan.max_sequence_length,
         )
         return self
+
+    def _attach(self, table: pa.Table, packed: PackedSplit) -> None:
+        """Keep the columns' flat buffers (zero-copy views) and the packing: what reading a sample needs."""
+        self._tokens = _ChunkedBuffer([_flat_values(c) for c in table.column("token_ids").chunks], to_numpy=True)
+        self._images = _ChunkedBuffer([_flat_values(c) for c in table.column("images").chunks], to_numpy=False)
+        self._image_offsets = packed.image_offsets
+        self._episode_paths = table.column("episode_path")  # read only to name the episode in errors
+        self._episode_start = packed.episode_start
+        self._packed = packed
+        self._plan = packed.plan
+        if self.log_every and rank_and_world_size()[0] == 0:
+            self._throughput = _Throughput(self.log_every)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        load_images: bool = True,
+        split: str | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        storage_options: StorageOptions | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> FSLDataset | dict[str, FSLDataset]:
+        """Open a packed dataset (``owa-data pack``, :func:`~owa.data.packed.save_packed_dataset`), ready to read.
+
+        The samples are exactly those of ``FSLDataset(tokenized, pad_token_id=..., max_sequence_length=...,
+        episode_aware=...).prepare()`` on the tokenized dataset it holds. Nothing is planned or read column by column:
+        the plan arrays and Arrow shards are memory-mapped, so opening takes about the same time whatever the size.
+
+        Args:
+            path: the packed dataset's folder, or a URL (downloaded whole into a local cache first; see
+                :func:`owa.data.packed.local_copy`).
+            load_images: decode frames (as :class:`FSLDatasetConfig`); False returns the lazy references.
+            split: open only this split of a dataset of several, and return it alone.
+            tokenizer: when given, check that it is the tokenizer that made the ids (as loaded, or prepared by
+                ``EpisodeTokenizer.prepare_model``).
+            storage_options: for a URL.
+            cache_dir: where URLs are downloaded (default ``$OWA_DATA_CACHE``, else ``~/.cache/owa-data``).
+            **options: other :class:`FSLDatasetConfig` fields that only change how samples are read
+                (``return_position_ids``, ``image_size``, ``on_image_error``...). ``max_sequence_length``,
+                ``pad_token_id`` and ``episode_aware`` are fixed by the saved plan; giving other values is an error.
+
+        Returns:
+            An FSLDataset for a folder holding one ``Dataset``; a dict ``{split: FSLDataset}`` for a ``DatasetDict``
+            (every split, or ``split``'s alone when given).
+
+        Raises:
+            InvalidInputError: not a packed dataset (no ``packing.json`` or ``owa_data.json``), or an unknown ``split``.
+            TokenizerMismatchError: ``tokenizer`` is not the one recorded.
+            DatasetError: the plan does not fit the dataset (a damaged folder).
+            ValueError: a plan setting in ``options`` that differs from the saved one.
+        """
+        import datasets
+
+        from owa.data.metadata import read_metadata
+        from owa.data.packed import check_tokenizer, local_copy, map_split, read_packing_info
+
+        folder = local_copy(path, storage_options, cache_dir=cache_dir)
+        metadata = read_metadata(folder)
+        assert metadata is not None  # missing_ok is False
+        if metadata.stage != "packed":
+            raise InvalidInputError(
+                f"Not a packed dataset: its owa_data.json says stage {metadata.stage!r}; open it with owa.data.load",
+                path=os.fspath(path),
+            )
+        info = read_packing_info(folder)
+        if tokenizer is not None:
+            check_tokenizer(metadata, tokenizer, path=path)
+        fixed = {
+            "max_sequence_length": info.max_sequence_length,
+            "pad_token_id": info.pad_token_id,
+            "episode_aware": info.episode_aware,
+        }
+        for name, saved in fixed.items():
+            if name in options and options.pop(name) != saved:
+                raise ValueError(
+                    f"Invalid {name} for this packed dataset. Its plan was made with {name}={saved!r}; pack it "
+                    "again (owa-data pack) to change it."
+                )
+        names = list(info.splits)
+        if split is not None:
+            if split not in info.splits:
+                raise InvalidInputError(f"No split {split!r}; the packed dataset has {names}", path=os.fspath(path))
+            names = [split]
+        loaded: dict[str, FSLDataset] = {}
+        for name in names:
+            entry = info.splits[name]
+            with quiet_datasets_progress():
+                dataset = datasets.load_from_disk(str(folder / entry["dataset"]))
+            fsl = cls(dataset, **fixed, load_images=load_images, **options)
+            table: pa.Table = dataset.select_columns(list(_REQUIRED_COLUMNS)).with_format("arrow")[:]
+            packed = map_split(
+                folder / entry["plan"], max_sequence_length=info.max_sequence_length, num_events=table.num_rows
+            )
+            fsl._attach(table, packed)
+            if fsl._tokens.size != packed.plan.token_offsets[-1] or fsl._images.size != packed.image_offsets[-1]:
+                raise DatasetError(
+                    "The packing plan does not fit the saved tokens or images; the folder is damaged",
+                    path=os.fspath(folder / entry["plan"]),
+                    split=name,
+                )
+            loaded[name] = fsl
+        if info.is_dict and split is None:
+            return loaded
+        return loaded[names[0]]
 
     @property
     def plan(self) -> PackingPlan:
@@ -401,9 +482,21 @@ class FSLDataset:
             raise PackingError("FSLDataset.prepare() has not been called; call it once before reading samples")
         return self._plan
 
+    @property
+    def packed_split(self) -> PackedSplit:
+        """The plan with the per-event image offsets and episode starts (:class:`~owa.data.packed.PackedSplit`):
+        what :func:`~owa.data.packed.save_packed_dataset` writes.
+
+        Raises:
+            PackingError: :meth:`prepare` has not been called.
+        """
+        self.plan  # noqa: B018 - raises when not prepared
+        return self._packed
+
     def segments(self, index: int) -> list[tuple[str, range]]:
         """The episode segments of sample ``index``: ``(episode_path, rows)`` in order, ``rows`` the range of
-        :attr:`dataset` rows (events) of that episode in the sample. One segment unless the sample spans episodes.
+        :attr:`dataset` rows (events) of that episode in the sample. One segment unless the sample spans episodes
+        (or, with an ``interval`` column, spans of one).
 
         Raises:
             IndexError: ``index`` is out of range.

@@ -8,6 +8,10 @@ builds it), and each ``pts_ns`` is checked against the played-at rule with the e
 (:meth:`~owa.data.frames.index.VideoIndex.played_at`): a time the engine would refuse with
 :class:`~owa.data.errors.FrameOutOfRangeError` is out of range here too.
 
+A recording stored at a URL (``s3://bucket/rec/ep.mcap``) is checked the same way: its relative URIs resolve
+inside its prefix, and each video object is looked up and its index read through :mod:`owa.data.storage` with
+the recording's ``storage_options`` (reading the index reads the whole object once).
+
 Three kinds of :class:`MediaProblem` come out: a ``missing`` video, one that cannot be opened
 (``unreadable``: not a media file, no video stream, no packets, or a URI the policy refuses), and
 ``out_of_range`` screen messages, counted per video. Still images (a ``media_ref`` without ``pts_ns``) are
@@ -22,6 +26,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from owa.data import storage
 from owa.data.episode_paths import episode_base_dir
 from owa.data.errors import FrameOutOfRangeError, MediaError, OWADataError, VideoNotFoundError
 from owa.data.frames.index import DEFAULT_TOLERANCE_NS, VideoIndex
@@ -63,6 +68,13 @@ class MediaProblem:
             "summary": self.describe(),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MediaProblem:
+        """The problem :meth:`to_json` saved (an incremental run reuses it); its error is a plain :class:`MediaError`
+        with the saved reason and video."""
+        error = MediaError(data["reason"], path=data["video"])
+        return cls(data["kind"], data["uri"], data["screen_messages"], error)
+
     def describe(self) -> str:
         """One line for the end-of-run summary."""
         if self.kind == "missing":
@@ -78,6 +90,7 @@ def check_media(
     *,
     policy: MediaPolicy = DEFAULT_MEDIA_POLICY,
     tolerance_ns: int = DEFAULT_TOLERANCE_NS,
+    storage_options: storage.StorageOptions | None = None,
 ) -> list[MediaProblem]:
     """The media problems of one recording, in order of first reference; ``[]`` when every frame can be read.
 
@@ -86,8 +99,13 @@ def check_media(
         refs: each ``media_ref.uri`` → the ``pts_ns`` of the screen messages pointing to it (None: a still image).
         policy: which URIs may be opened (training's default unless told otherwise).
         tolerance_ns: how far outside a video a time may lie (the frame engine's default).
+        storage_options: for a recording at a URL, the options its videos are read with.
 
     Each distinct file is opened once, however many URIs name it. Nothing is decoded.
+
+    Raises:
+        StorageAccessError: a video object of a URL recording cannot be read for lack of access (not a problem
+            of the recording: every other video would fail the same way).
     """
     base_dir = episode_base_dir(recording)
     by_location: dict[str, list[tuple[str, Sequence[int | None]]]] = {}
@@ -98,23 +116,28 @@ def check_media(
         except MediaError as e:
             problems.append(MediaProblem("unreadable", uri, len(times), e.with_context(recording=str(recording))))
             continue
-        if media.kind != "file":  # remote or inline: allowed by a custom policy, nothing local to check
+        in_prefix = media.kind == "remote" and storage.is_url(base_dir) and not storage.is_url(uri)
+        if media.kind != "file" and not in_prefix:  # remote or inline: allowed by a custom policy, not checked
             continue
         by_location.setdefault(media.location, []).append((uri, times))
     for location, named in by_location.items():
-        problems.extend(_check_file(str(recording), location, named, tolerance_ns))
+        problems.extend(_check_file(str(recording), location, named, tolerance_ns, storage_options))
     for problem in problems:
         logger.warning("Media problem in %s: %s", recording, problem.describe())
     return problems
 
 
 def _check_file(
-    recording: str, location: str, named: list[tuple[str, Sequence[int | None]]], tolerance_ns: int
+    recording: str,
+    location: str,
+    named: list[tuple[str, Sequence[int | None]]],
+    tolerance_ns: int,
+    storage_options: storage.StorageOptions | None,
 ) -> list[MediaProblem]:
     uri = named[0][0]
     count = sum(len(times) for _, times in named)
     try:
-        os.stat(location)
+        storage.stat(location, storage_options)  # a local path: os.stat
     except (FileNotFoundError, NotADirectoryError):
         # No traceback is kept in a problem: it would hold the caller's frames (a whole recording's rows) alive.
         error = VideoNotFoundError("Video file not found", path=location, recording=recording, uri=uri)
@@ -129,7 +152,7 @@ def _check_file(
     from owa.data.frames._pyav import read_index
 
     try:
-        index = read_index(location)
+        index = read_index(location, storage_options)
     except MediaError as e:
         return [MediaProblem("unreadable", uri, count, e.with_context(recording=recording, uri=uri))]
     return _check_times(recording, uri, index, times, tolerance_ns)

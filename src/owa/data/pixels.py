@@ -6,8 +6,9 @@ cheaply, for the processors it recognizes (:func:`pixel_spec`):
 
 * the resize happens in the video decoder, inside its colour conversion (``decode_screens(..., size=...)``,
   ``FSLDataset(image_size=...)``), so frames arrive as ``(H, W, 3)`` uint8 arrays at the model's size;
-* :func:`normalize` rescales and normalizes a uint8 batch in torch (a multiply into the float output and an
-  in-place add), on whatever device the tensor is on (call it after ``.to("cuda")`` to normalize on the GPU);
+* :func:`normalize` rescales and normalizes a uint8 batch (a multiply into the float output and an in-place add),
+  on whatever device the tensor is on (call it after ``.to("cuda")`` to normalize on the GPU; on the CPU the same
+  float32 arithmetic runs in numpy, about 3x faster than torch's mixed-dtype multiply);
 * :func:`patchify_qwen2_vl` lays Qwen2-VL's frames out as its processor does: ``(sum of patches, 1176)`` rows in
   merge-block order, plus ``image_grid_thw``.
 
@@ -224,6 +225,7 @@ def smart_resize(
 
 
 MeanStd = tuple[Sequence[float], Sequence[float]]
+_NUMPY_DTYPES = frozenset(("torch.uint8", "torch.float32", "torch.float64"))
 
 
 def normalize(
@@ -234,7 +236,8 @@ def normalize(
     dtype: torch.dtype | None = None,
     rescale_factor: float = 1 / 255,
 ) -> torch.Tensor:
-    """``(pixels * rescale_factor - mean) / std`` per channel, in torch, as ``pixels * scale + bias``.
+    """``(pixels * rescale_factor - mean) / std`` per channel, as ``pixels * scale + bias`` in float32 (on the CPU
+    in numpy, elsewhere in torch; the same result).
 
     Args:
         pixels: uint8 (or float) RGB, channels first: ``(..., 3, H, W)``; or Qwen2-VL patch rows
@@ -275,12 +278,41 @@ def normalize(
             f"Invalid pixels shape ({tuple(pixels.shape)}). Supported values are (..., 3, H, W) or Qwen2-VL patch "
             "rows (patches, 3 * temporal * patch * patch)."
         )
-    # Multiply straight from the (contiguous) uint8 values into the float output, then add in place: two passes
-    # over the output and no float copy of the input (addcmul on a permuted, promoted input is twice as slow).
-    pixels = pixels.contiguous()
-    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
-    torch.mul(pixels, scale.view(shape), out=out).add_(bias.view(shape))
+    if pixels.device.type == "cpu" and str(pixels.dtype) in _NUMPY_DTYPES:
+        out = _normalize_numpy(pixels, scale.numpy().reshape(shape), bias.numpy().reshape(shape))
+    else:
+        # Multiply straight from the (contiguous) uint8 values into the float output, then add in place: two
+        # passes over the output and no float copy of the input.
+        pixels = pixels.contiguous()
+        out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+        torch.mul(pixels, scale.view(shape), out=out).add_(bias.view(shape))
     return out if dtype == torch.float32 else out.to(dtype)
+
+
+def _normalize_numpy(pixels: torch.Tensor, scale: np.ndarray, bias: np.ndarray) -> torch.Tensor:
+    """:func:`normalize` on the CPU, in numpy: ``pixels * scale + bias`` in float32.
+
+    The same float32 operations as torch's (multiply, then add), about 3x faster on uint8 input: torch's
+    mixed-dtype multiply converts element by element, numpy's cast-and-multiply loop is vectorized. The input may
+    be any strided view (e.g. ``(N, H, W, 3)`` frames permuted to channels first): no contiguous copy is made.
+    In a DataLoader worker the output is allocated in shared memory, as ``default_collate`` does, so that handing
+    the batch to the training process does not copy it again.
+    """
+    out = _empty_float32(tuple(pixels.shape))
+    values = out.numpy()
+    np.multiply(pixels.numpy(), scale, out=values, dtype=np.float32)
+    np.add(values, bias, out=values)
+    return out
+
+
+def _empty_float32(shape: tuple[int, ...]) -> torch.Tensor:
+    import torch
+    from torch.utils.data import get_worker_info
+
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * 4)
+    return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
 
 
 def patchify_qwen2_vl(
@@ -384,7 +416,7 @@ def collate_pixels(
     An image is a ``PIL.Image``, an ``(H, W, 3)`` uint8 RGB array (at the model's size when decoded with
     ``size=``; resized here otherwise) or None (a skipped frame: replaced by a black frame of the model's size).
     With ``image_processor``, PIL images go through it instead (the reference path); else the resize (when needed)
-    uses Pillow with ``spec.resample`` and :func:`normalize` runs in torch (skipped when ``normalize`` is False:
+    uses Pillow with ``spec.resample`` and :func:`normalize` runs (skipped when ``normalize`` is False:
     uint8 ``pixel_values``).
     """
     import torch
@@ -424,8 +456,8 @@ def collate_pixels(
     elif spec.kind == "idefics3":
         tensors = _idefics3(frames, spec, normalize)
     elif spec.kind == "internvl":
-        pixels = torch.from_numpy(np.stack(flat)).permute(0, 3, 1, 2).contiguous()
-        tensors = {"pixel_values": _normalize_spec(pixels, spec) if normalize else pixels}
+        pixels = torch.from_numpy(np.stack(flat)).permute(0, 3, 1, 2)  # normalize reads the view as it is
+        tensors = {"pixel_values": _normalize_spec(pixels, spec) if normalize else pixels.contiguous()}
     else:
         tensors = _qwen2_vl(flat, spec, normalize)
     return PixelBatch(tensors, token_counts, blank)
@@ -481,11 +513,13 @@ def _idefics3(frames: list[list[np.ndarray | None]], spec: PixelSpec, do_normali
         for index, frame in enumerate(row):
             stacked[sample, index] = frame
             real[sample, index] = True
-    pixels = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3).contiguous()
+    pixels = torch.from_numpy(stacked).permute(0, 1, 4, 2, 3)
     mask = real[:, :, None, None].expand(-1, -1, height, width).contiguous()
     if do_normalize:
         pixels = normalize(pixels, spec)
         pixels[~real] = 0  # padding slots are all zeros, which is how the model tells them apart
+    else:
+        pixels = pixels.contiguous()
     return {"pixel_values": pixels, "pixel_attention_mask": mask}
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BINNED_FEATURES_DICT",
     "EVENT_FEATURES_DICT",
+    "INTERVAL_FEATURES_DICT",
     "KEY_COUNT",
     "MOUSE_BUTTONS",
     "NUMERIC_ACTION_FEATURES_DICT",
@@ -30,6 +31,7 @@ __all__ = [
     "binned_features_dict",
     "check_arrow_schema",
     "event_features",
+    "event_features_dict",
 ]
 
 FeaturesDict = dict[str, dict[str, Any]]
@@ -51,6 +53,10 @@ EVENT_FEATURES_DICT: FeaturesDict = {
     "message_type": _value("string"),
     "mcap_message": _value("binary"),  # McapMessage JSON
 }
+
+# The optional span column of both datasets: stage 1 adds it with an interval selector other than ``all``
+# (``docs/intervals.md``), and stage 2 carries it; an episode's rows of one span form one segment.
+INTERVAL_FEATURES_DICT: FeaturesDict = {"interval": _value("int32")}
 
 # One row per time bin (stage 2). ``state`` and ``actions`` hold McapMessage JSON copied from the events.
 BINNED_FEATURES_DICT: FeaturesDict = {
@@ -77,23 +83,32 @@ NUMERIC_ACTION_FEATURES_DICT: FeaturesDict = {
 }
 
 
-def binned_features_dict(*, numeric_actions: bool = False) -> FeaturesDict:
-    """The Binned Dataset schema as data, plus the numeric action columns when asked."""
-    return BINNED_FEATURES_DICT | (NUMERIC_ACTION_FEATURES_DICT if numeric_actions else {})
+def event_features_dict(*, interval: bool = False) -> FeaturesDict:
+    """The Event Dataset schema as data, plus the ``interval`` column when asked."""
+    return EVENT_FEATURES_DICT | (INTERVAL_FEATURES_DICT if interval else {})
 
 
-def event_features() -> datasets.Features:
-    """The Event Dataset schema as ``datasets.Features`` (imports ``datasets``)."""
+def binned_features_dict(*, numeric_actions: bool = False, interval: bool = False) -> FeaturesDict:
+    """The Binned Dataset schema as data, plus the numeric action columns and the ``interval`` column when asked."""
+    return (
+        BINNED_FEATURES_DICT
+        | (INTERVAL_FEATURES_DICT if interval else {})
+        | (NUMERIC_ACTION_FEATURES_DICT if numeric_actions else {})
+    )
+
+
+def event_features(*, interval: bool = False) -> datasets.Features:
+    """The Event Dataset schema as ``datasets.Features`` (imports ``datasets``), plus ``interval`` when asked."""
     from datasets import Features
 
-    return Features.from_dict(EVENT_FEATURES_DICT)
+    return Features.from_dict(event_features_dict(interval=interval))
 
 
-def binned_features(*, numeric_actions: bool = False) -> datasets.Features:
-    """The Binned Dataset schema as ``datasets.Features`` (plus the numeric columns when asked)."""
+def binned_features(*, numeric_actions: bool = False, interval: bool = False) -> datasets.Features:
+    """The Binned Dataset schema as ``datasets.Features`` (plus the numeric and ``interval`` columns when asked)."""
     from datasets import Features
 
-    return Features.from_dict(binned_features_dict(numeric_actions=numeric_actions))
+    return Features.from_dict(binned_features_dict(numeric_actions=numeric_actions, interval=interval))
 
 
 _ARROW_VALUES = {

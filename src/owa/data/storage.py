@@ -32,7 +32,7 @@ import logging
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -43,13 +43,16 @@ __all__ = [
     "ObjectInfo",
     "StorageOptions",
     "dirname",
+    "download_dir",
     "exists",
     "filesystem",
     "is_url",
     "join",
+    "list_objects",
     "list_recordings",
     "open_input",
     "stat",
+    "update_dataset_dir",
     "upload_dataset_dir",
 ]
 
@@ -212,16 +215,38 @@ def list_recordings(url: str, storage_options: StorageOptions | None = None, *, 
         ValueError: ``url`` is not a URL.
         StorageAccessError: the listing is denied or the endpoint cannot be reached.
     """
+    return [info.url for info in list_objects(url, storage_options, suffix=suffix)]
+
+
+def list_objects(url: str, storage_options: StorageOptions | None = None, *, suffix: str = "") -> list[ObjectInfo]:
+    """:func:`list_recordings` with each object's size, modification time and ETag, from the listing itself.
+
+    One recursive listing; no request per object. ``suffix`` "" lists every object under the prefix.
+
+    Raises:
+        ValueError: ``url`` is not a URL.
+        StorageAccessError: the listing is denied or the endpoint cannot be reached.
+    """
     if not is_url(url):
         raise ValueError(f"Invalid url ({url!r}). list_recordings lists object-store prefixes such as s3://bucket/dir")
     fs, path = filesystem(url, storage_options)
     try:
-        found = fs.find(path.rstrip("/"), withdirs=False)
+        found = fs.find(path.rstrip("/"), withdirs=False, detail=True)
     except FileNotFoundError:
         return []
     except Exception as e:
         _raise_translated(e, url)
-    return sorted(fs.unstrip_protocol(p) for p in found if p.endswith(suffix))
+    infos = [
+        ObjectInfo(
+            url=fs.unstrip_protocol(key),
+            size=int(info.get("size") or 0),
+            mtime_ns=_mtime_ns(info),
+            etag=info.get("ETag"),
+        )
+        for key, info in found.items()
+        if key.endswith(suffix) and info.get("type") != "directory"
+    ]
+    return sorted(infos, key=lambda info: info.url)
 
 
 def upload_dataset_dir(
@@ -281,6 +306,77 @@ def upload_dataset_dir(
             _raise_translated(e, url)
         raise
     fs.invalidate_cache(root)
+
+
+def update_dataset_dir(
+    local_dir: str | os.PathLike[str],
+    url: str,
+    storage_options: StorageOptions | None = None,
+    *,
+    keep: Collection[str] = (),
+) -> None:
+    """Replace the dataset stored at ``url`` by the one in ``local_dir`` without re-uploading what it shares.
+
+    ``local_dir`` holds the new dataset's metadata and the files not yet stored; ``keep`` names (paths
+    relative to ``url``, ``/``-separated) the stored files the new dataset also uses. The order keeps the old
+    dataset loadable as long as possible: new files first, then each split's ``state.json``, then the
+    top-level marker, and last the stored files neither dataset part nor kept are deleted. A failure before
+    the markers leaves the old dataset as it was (new files it left behind are deleted by the next update).
+    A reader that loads while the split markers are replaced one by one can see a mix of old and new splits.
+
+    Raises:
+        StorageAccessError: a request was denied or the endpoint cannot be reached.
+        ValueError: ``url`` is not a URL, or ``local_dir`` has no top-level ``dataset_dict.json``/``state.json``.
+    """
+    if not is_url(url):
+        raise ValueError(f"Invalid url ({url!r}). update_dataset_dir writes to object-store prefixes such as s3://b/d")
+    local = Path(local_dir)
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    top_markers = [local / name for name in _DATASET_MARKERS if (local / name).is_file()]
+    if not top_markers:
+        raise ValueError(f"Invalid local_dir ({local}): no dataset_dict.json or state.json, not a saved dataset")
+    fs, root = filesystem(url, storage_options)
+    root = root.rstrip("/")
+    split_markers = [p for p in files if p.name in _DATASET_MARKERS and p not in top_markers]
+    phases = [[p for p in files if p.name not in _DATASET_MARKERS], split_markers, top_markers]
+    wanted = {f"{root}/{p.relative_to(local).as_posix()}" for p in files} | {f"{root}/{k}" for k in keep}
+    try:
+        for phase in phases:
+            if phase:
+                fs.put([str(p) for p in phase], [f"{root}/{p.relative_to(local).as_posix()}" for p in phase])
+        fs.invalidate_cache(root)
+        stale = [p for p in fs.find(root, withdirs=False) if p not in wanted]
+        if stale:
+            fs.rm(stale)
+    except Exception as e:
+        _raise_translated(e, url)
+    fs.invalidate_cache(root)
+
+
+def download_dir(url: str, local_dir: str | os.PathLike[str], storage_options: StorageOptions | None = None) -> None:
+    """Download every object under the prefix ``url`` into the local folder ``local_dir`` (created), keeping the
+    relative paths.
+
+    Raises:
+        FileNotFoundError: nothing is stored under ``url``.
+        StorageAccessError: a request was denied or the endpoint cannot be reached.
+        ValueError: ``url`` is not a URL.
+    """
+    if not is_url(url):
+        raise ValueError(f"Invalid url ({url!r}). download_dir reads object-store prefixes such as s3://b/dir")
+    fs, root = filesystem(url, storage_options)
+    root = root.rstrip("/")
+    try:
+        found = fs.find(root, withdirs=False)
+        if not found:
+            raise FileNotFoundError(errno.ENOENT, "No objects under this prefix", url)
+        local = Path(local_dir)
+        for key in found:
+            relative = posixpath.relpath(key, root)
+            (local / relative).parent.mkdir(parents=True, exist_ok=True)
+        fs.get(found, [str(local / posixpath.relpath(key, root)) for key in found])
+    except Exception as e:
+        _raise_translated(e, url)
 
 
 # -- helpers -------------------------------------------------------------------------------------

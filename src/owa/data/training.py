@@ -21,12 +21,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from owa.data.counters import Counters
 from owa.data.distributed import rank_and_world_size
+
+if TYPE_CHECKING:
+    from owa.data.episode_tokenizer import EpisodeTokenizer
+    from owa.data.image_layout import ImageLayout
 
 __all__ = ["IGNORE_INDEX", "CollatorStats", "DistributedFSLSampler", "FSLCollator", "collate_fsl"]
 
@@ -138,6 +142,10 @@ class FSLCollator:
             image tokens, not the markers around them).
         image_size: Qwen2-VL: ``(height, width)`` of every frame (the ``ImageLayout``'s; default each frame's own
             size, rounded as the processor does, and 252x448 for a skipped frame in a batch without others).
+        image_layout: the tokens of one frame in the samples (``EpisodeTokenizer.image_layout``): its slot token's
+            id is then the image token id (unless ``image_token_id`` is given), and its prefix and suffix are the
+            markers masked around a skipped frame. Default: what the ``processor`` inserts for one image
+            (``ImageLayout.from_processor``). :meth:`for_tokenizer` sets it.
         pixels: ``"fast"`` (default): resize (unless the frames already have the model's size, e.g. from
             ``FSLDataset(image_size=...)``) and normalize in torch; ``"processor"``: call the image processor
             itself on PIL images (exact, slow; for comparison).
@@ -156,6 +164,7 @@ class FSLCollator:
     processor: Any = None
     image_processor: Any = None
     image_size: tuple[int, int] | None = None
+    image_layout: ImageLayout | None = None
     pixels: PixelsMode = "fast"
     normalize: bool = True
     stats: CollatorStats = dataclasses.field(default_factory=CollatorStats, compare=False)
@@ -171,10 +180,37 @@ class FSLCollator:
             from owa.data.pixels import pixel_spec
 
             spec = pixel_spec(source, image_size=self.image_size)
-            token_id, markers = _image_tokens(self.processor, token_id, self.image_size)
+            token_id, markers = _image_tokens(self.processor, token_id, self.image_size, self.image_layout)
         object.__setattr__(self, "image_token_id", token_id)
         object.__setattr__(self, "_spec", spec)
         object.__setattr__(self, "_markers", markers)
+
+    @classmethod
+    def for_tokenizer(cls, episode_tokenizer: EpisodeTokenizer, processor: Any, **options: Any) -> FSLCollator:
+        """The collator for samples tokenized by ``episode_tokenizer`` (after its ``prepare_model``), for the model
+        of ``processor``: its layout's image token, every id of a frame masked out of the labels
+        (``image_token_ids``), and its frame size (``image_layout.image_size``; Qwen2-VL's token count follows from
+        it). ``options`` are the other fields (``pixels``, ``normalize``, ``ignore_index``).
+
+        Example::
+
+            episode_tokenizer = EpisodeTokenizer.from_processor(processor)
+            episode_tokenizer.prepare_model(tokenizer=processor.tokenizer, model=model)
+            collator = FSLCollator.for_tokenizer(episode_tokenizer, processor)
+
+        Raises:
+            TokenizerNotPreparedError: ``prepare_model`` has not been called.
+            UnsupportedProcessorError: as the constructor.
+        """
+        layout = episode_tokenizer.image_layout
+        return cls(
+            image_token_id=episode_tokenizer.image_token_id,
+            image_token_ids=episode_tokenizer.image_token_ids,
+            processor=processor,
+            image_size=layout.image_size,
+            image_layout=layout,
+            **options,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -281,16 +317,18 @@ def _mask_frames(
 
 
 def _image_tokens(
-    processor: Any, token_id: int | None, image_size: Any
+    processor: Any, token_id: int | None, image_size: Any, layout: ImageLayout | None = None
 ) -> tuple[int | None, tuple[frozenset[int], int, int, int | None]]:
-    """The image token id (the processor's unless given), and the layout's marker ids, how many markers come before
-    and after a frame's image tokens, and the tokens per frame (None where it follows from the frame size)."""
+    """The image token id (the layout's unless given), and the layout's marker ids, how many markers come before
+    and after a frame's image tokens, and the tokens per frame (None where it follows from the frame size). The
+    layout is the processor's unless given."""
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None:
         return token_id, (frozenset(), 0, 0, None)
-    from owa.data.image_layout import ImageLayout
+    if layout is None:
+        from owa.data.image_layout import ImageLayout
 
-    layout = ImageLayout.from_processor(processor, **({"image_size": image_size} if image_size else {}))
+        layout = ImageLayout.from_processor(processor, **({"image_size": image_size} if image_size else {}))
     if token_id is None:
         token_id = int(tokenizer.convert_tokens_to_ids(layout.token))
     prefix, suffix = _PIECE.findall(layout.prefix), _PIECE.findall(layout.suffix)

@@ -22,8 +22,10 @@ Expected errors print one plain line on stderr (``Error: ...``) and no traceback
 from owa.data.cli import bin as _bin  # noqa: F401
 from owa.data.cli import demo as _demo  # noqa: F401
 from owa.data.cli import events as _events  # noqa: F401
+from owa.data.cli import pack as _pack  # noqa: F401
 from owa.data.cli import sample as _sample  # noqa: F401
 from owa.data.cli import stats as _stats  # noqa: F401
+from owa.data.cli import tokenize as _tokenize  # noqa: F401
 from owa.data.cli import view as _view  # noqa: F401
 from owa.data.cli.app import (
     EXIT_DATA_ERROR,

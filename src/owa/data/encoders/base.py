@@ -32,8 +32,10 @@ __all__ = [
     "available_encoders",
     "create_encoder",
     "encoder_class",
+    "keyboard_key",
     "register_encoder",
     "token_words",
+    "validate_fields",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,3 +378,43 @@ def _snippet(text: bytes | str, limit: int = 160) -> str:
 
 def _describe(images: Any) -> str:
     return f"{len(images)} item(s) of type(s) {sorted({type(i).__name__ for i in images})}"
+
+
+_KEYBOARD_FIELDS = frozenset(KeyboardEvent.model_fields)
+_KEY_EVENT_TYPES = frozenset({"press", "release"})
+
+
+def validate_fields(model: type[Any], fields: dict[str, Any]) -> Any:
+    """``model`` validated from a payload's ``fields``.
+
+    Raises:
+        EncodingError: the fields do not make a valid ``model``.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as e:
+        raise EncodingError(f"Invalid {model.message_type} payload: {e.errors(include_url=False)}") from e
+
+
+def keyboard_key(fields: dict[str, Any], *, max_vk: int, format_name: str) -> tuple[int, str]:
+    """``(vk, event_type)`` of a keyboard payload's fields, checked against what ``format_name`` can express.
+
+    Plain payloads take a fast path; anything unusual goes through :class:`KeyboardEvent` (pydantic decides).
+
+    Raises:
+        EncodingError: an invalid payload, or ``vk`` outside ``0..max_vk``.
+    """
+    vk = fields.get("vk")
+    event_type = fields.get("event_type")
+    if type(vk) is not int or event_type not in _KEY_EVENT_TYPES or not fields.keys() <= _KEYBOARD_FIELDS:
+        event = validate_fields(KeyboardEvent, fields)
+        vk, event_type = event.vk, event.event_type
+    if not 0 <= vk <= max_vk:
+        raise EncodingError(
+            f"Key code vk={vk} is outside 0-{max_vk}, which the {format_name} format can express "
+            "(Windows virtual-key codes are 1-254)",
+            vk=vk,
+        )
+    return vk, event_type

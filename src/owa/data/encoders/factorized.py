@@ -31,7 +31,16 @@ from typing import Any, ClassVar
 
 import orjson
 
-from owa.data.encoders.base import EVENT_END, EVENT_START, EncoderConfig, EventEncoder, _snippet, register_encoder
+from owa.data.encoders.base import (
+    EVENT_END,
+    EVENT_START,
+    EncoderConfig,
+    EventEncoder,
+    _snippet,
+    keyboard_key,
+    register_encoder,
+    validate_fields,
+)
 from owa.data.encoders.hierarchical import unwrap_timestamps
 from owa.data.errors import EncodingError
 from owa.data.messages import KeyboardEvent, McapMessage, RawMouseEvent, ScreenCaptured
@@ -88,7 +97,6 @@ _WHEEL_TEXT = tuple(
     (SIGN_MINUS if n < 0 else SIGN_PLUS) + _DIGIT[abs(n)] for n in range(-WHEEL_MAX_NOTCHES, WHEEL_MAX_NOTCHES + 1)
 )  # index: notches + WHEEL_MAX_NOTCHES
 
-_KEYBOARD_FIELDS = frozenset(KeyboardEvent.model_fields)
 _RAW_MOUSE_FIELDS = frozenset(RawMouseEvent.model_fields)
 
 _TOKEN = re.compile(r"<[^<>]*>")
@@ -147,19 +155,8 @@ class FactorizedEncoder(EventEncoder):
 
     @staticmethod
     def _keyboard(fields: dict[str, Any]) -> str:
-        vk = fields.get("vk")
-        event_type = fields.get("event_type")
-        texts = _KEY_TEXT.get(event_type) if type(event_type) is str else None
-        if type(vk) is not int or texts is None or not fields.keys() <= _KEYBOARD_FIELDS:
-            event = _validate(KeyboardEvent, fields)  # unusual but maybe valid input: pydantic decides
-            vk, texts = event.vk, _KEY_TEXT[event.event_type]
-        if not 0 <= vk <= MAX_VK:
-            raise EncodingError(
-                f"Key code vk={vk} is outside 0-{MAX_VK}, which the factorized format can express "
-                "(Windows virtual-key codes are 1-254)",
-                vk=vk,
-            )
-        return texts[vk]
+        vk, event_type = keyboard_key(fields, max_vk=MAX_VK, format_name="factorized")
+        return _KEY_TEXT[event_type][vk]
 
     def _raw_mouse(self, fields: dict[str, Any]) -> str:
         dx = fields.get("last_x")
@@ -175,7 +172,7 @@ class FactorizedEncoder(EventEncoder):
             or type(button_data) is not int
             or not fields.keys() <= _RAW_MOUSE_FIELDS
         ):
-            event = _validate(RawMouseEvent, fields)
+            event = validate_fields(RawMouseEvent, fields)
             dx, dy = event.last_x, event.last_y
             us_flags, button_flags, button_data = event.us_flags, event.button_flags, event.button_data
         if us_flags & MOUSE_MOVE_ABSOLUTE:
@@ -350,12 +347,3 @@ def _base_vocab() -> set[str]:
 
 def _bad(text: str, reason: str) -> EncodingError:
     return EncodingError(f"Not a factorized event: {reason}", snippet=_snippet(text))
-
-
-def _validate(model: type[KeyboardEvent] | type[RawMouseEvent], fields: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(fields)
-    except ValidationError as e:
-        raise EncodingError(f"Invalid {model.message_type} payload: {e.errors(include_url=False)}") from e

@@ -29,7 +29,16 @@ from typing import Any
 
 import orjson
 
-from owa.data.encoders.base import EVENT_END, EVENT_START, EncoderConfig, EventEncoder, _snippet, register_encoder
+from owa.data.encoders.base import (
+    EVENT_END,
+    EVENT_START,
+    EncoderConfig,
+    EventEncoder,
+    _snippet,
+    keyboard_key,
+    register_encoder,
+    validate_fields,
+)
 from owa.data.encoders.vk_names import vk_name
 from owa.data.errors import EncodingError
 from owa.data.messages import KeyboardEvent, McapMessage, MouseEvent, ScreenCaptured
@@ -85,7 +94,6 @@ _SCROLL_TEXT = {
     for dy in range(SCROLL_MIN, SCROLL_MAX + 1)
 }
 _MOUSE_EVENT_TYPES = frozenset({"move", "click", "scroll"})
-_KEYBOARD_FIELDS = frozenset(KeyboardEvent.model_fields)
 _MOUSE_FIELDS = frozenset(MouseEvent.model_fields)
 
 _TOKEN = re.compile(r"<[^<>]*>")
@@ -160,20 +168,10 @@ class HierarchicalEncoder(EventEncoder):
             return time_text + self._keyboard(fields)
         return time_text + self._mouse(fields)
 
-    def _keyboard(self, fields: dict[str, Any]) -> str:
-        vk = fields.get("vk")
-        event_type = fields.get("event_type")
-        texts = _KEY_TEXT.get(event_type) if type(event_type) is str else None
-        if type(vk) is not int or texts is None or not fields.keys() <= _KEYBOARD_FIELDS:
-            event = _validate(KeyboardEvent, fields)  # unusual but maybe valid input: pydantic decides
-            vk, texts = event.vk, _KEY_TEXT[event.event_type]
-        if not 0 <= vk <= MAX_VK:
-            raise EncodingError(
-                f"Key code vk={vk} is outside 0-{MAX_VK}, which the hierarchical format can express "
-                "(Windows virtual-key codes are 1-254)",
-                vk=vk,
-            )
-        return texts[vk]
+    @staticmethod
+    def _keyboard(fields: dict[str, Any]) -> str:
+        vk, event_type = keyboard_key(fields, max_vk=MAX_VK, format_name="hierarchical")
+        return _KEY_TEXT[event_type][vk]
 
     def _mouse(self, fields: dict[str, Any]) -> str:
         event_type = fields.get("event_type")
@@ -186,7 +184,7 @@ class HierarchicalEncoder(EventEncoder):
             or event_type not in _MOUSE_EVENT_TYPES
             or not fields.keys() <= _MOUSE_FIELDS
         ):
-            event = _validate(MouseEvent, fields)
+            event = validate_fields(MouseEvent, fields)
             fields, event_type, x, y = event.model_dump(), event.event_type, event.x, event.y
         qx = self._cell(x, self._width)
         qy = self._cell(y, self._height)
@@ -203,7 +201,7 @@ class HierarchicalEncoder(EventEncoder):
             pressed = fields.get("pressed")
             tail = _CLICK_TEXT.get((button, pressed)) if type(button) is str and type(pressed) is bool else None
             if tail is None:
-                event = _validate(MouseEvent, fields)
+                event = validate_fields(MouseEvent, fields)
                 if event.pressed is None:
                     raise EncodingError("A mouse click needs pressed (true or false)", button=event.button)
                 tail = _CLICK_TEXT[(event.button or "unknown", event.pressed)]
@@ -211,7 +209,7 @@ class HierarchicalEncoder(EventEncoder):
         dx = fields.get("dx") or 0
         dy = fields.get("dy") or 0
         if type(dx) is not int or type(dy) is not int:
-            event = _validate(MouseEvent, fields)
+            event = validate_fields(MouseEvent, fields)
             dx, dy = event.dx or 0, event.dy or 0
         tail = _SCROLL_TEXT.get((dx, dy))
         if tail is None:
@@ -395,12 +393,3 @@ def _number(token: str, low: int, high: int, text: str, what: str) -> int:
 
 def _bad(text: str, reason: str) -> EncodingError:
     return EncodingError(f"Not a hierarchical event: {reason}", snippet=_snippet(text))
-
-
-def _validate(model: type[KeyboardEvent] | type[MouseEvent], fields: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(fields)
-    except ValidationError as e:
-        raise EncodingError(f"Invalid {model.message_type} payload: {e.errors(include_url=False)}") from e

@@ -42,10 +42,10 @@ _NOT_A_KEYFRAME = object()
 _SWS_INTERPOLATION = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS", "area": "AREA"}
 
 
-def open_container(location: str) -> av.container.InputContainer:
+def open_container(location: str, storage_options: storage.StorageOptions | None = None) -> av.container.InputContainer:
     """Open ``location`` for reading: a local path, an ``http(s)://`` URL (FFmpeg fetches it), or an
     object-store URL such as ``s3://bucket/prefix/video.mkv``, read through :func:`owa.data.storage.open_input`
-    (range requests; fsspec's default options and credentials for the protocol).
+    (range requests; ``storage_options``, by default fsspec's default options and credentials for the protocol).
 
     Raises:
         VideoNotFoundError: missing, unreadable (permissions, a folder) or unreachable (remote) video.
@@ -55,7 +55,7 @@ def open_container(location: str) -> av.container.InputContainer:
     source: str | BinaryIO = location
     if storage.is_url(location) and not location.startswith(("http://", "https://")):
         try:
-            source = storage.open_input(location)
+            source = storage.open_input(location, storage_options)
         except FileNotFoundError as e:
             raise VideoNotFoundError("Video object not found", path=location) from e
         except OSError as e:
@@ -310,9 +310,9 @@ def _configure_codec(stream: av.video.stream.VideoStream, threads: int) -> None:
     stream.codec_context.options = {**stream.codec_context.options, "err_detect": "explode"}
 
 
-def read_index(location: str) -> VideoIndex:
+def read_index(location: str, storage_options: storage.StorageOptions | None = None) -> VideoIndex:
     """Open ``location``, index its first video stream and close it. Raises as :func:`open_container`."""
-    container = open_container(location)
+    container = open_container(location, storage_options)
     try:
         return build_index(container, _video_stream(container, location), location)
     finally:

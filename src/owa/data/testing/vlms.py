@@ -33,7 +33,14 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-__all__ = ["VLM_PRESETS", "TinyVLM", "random_frames", "tiny_vlm", "without_video_processor"]
+__all__ = [
+    "VLM_PRESETS",
+    "TinyVLM",
+    "checkpoint_image_processors",
+    "random_frames",
+    "tiny_vlm",
+    "without_video_processor",
+]
 
 VlmPreset = Literal["smolvlm", "internvl", "qwen2_vl"]
 VLM_PRESETS: tuple[VlmPreset, ...] = ("smolvlm", "internvl", "qwen2_vl")
@@ -152,7 +159,7 @@ def without_video_processor(processor_class: type) -> type:
 def _tiny_bpe(**kwargs: Any) -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    from owa.data.testing import tiny_bpe_tokenizer
+    from owa.data.testing.tokenizers import tiny_bpe_tokenizer
 
     base = tiny_bpe_tokenizer()
     return PreTrainedTokenizerFast(
@@ -203,7 +210,7 @@ def _internvl_processor() -> tuple[Any, str]:
 def _qwen2_vl_processor() -> tuple[Any, str]:
     from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
 
-    from owa.data.testing import qwen25_tokenizer
+    from owa.data.testing.tokenizers import qwen25_tokenizer
 
     processor = without_video_processor(Qwen2VLProcessor)(
         image_processor=Qwen2VLImageProcessorPil(), tokenizer=qwen25_tokenizer(), video_processor=None
@@ -274,3 +281,26 @@ def _qwen2_vl_config(tokenizer: Any) -> Any:
 
 
 _CONFIGS = {"smolvlm": _smolvlm_config, "internvl": _internvl_config, "qwen2_vl": _qwen2_vl_config}
+
+
+def checkpoint_image_processors() -> dict[str, Any]:
+    """The image processors of real SmolVLM (512 px) and InternVL (448 px) checkpoints, built offline from their
+    settings, with image splitting / patch cropping off (one frame, one image): what the fast pixel path is
+    compared with in tests and ``benchmarks/bench_pixels.py``."""
+    import transformers
+
+    return {
+        "smolvlm": transformers.Idefics3ImageProcessorPil(
+            do_image_splitting=False,
+            size={"longest_edge": 4 * 512},
+            max_image_size={"longest_edge": 512},
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+        ),
+        "internvl": transformers.GotOcr2ImageProcessorPil(
+            size={"height": 448, "width": 448},
+            crop_to_patches=False,
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        ),
+    }

@@ -171,13 +171,6 @@ def event_dataset_from_mcap(
             rows["mcap_message"].append(
                 dump_mcap_message_json(channel.topic, message.log_time, schema.name, message.data)
             )
-    features = datasets.Features(
-        {
-            "episode_path": datasets.Value("string"),
-            "topic": datasets.Value("string"),
-            "timestamp_ns": datasets.Value("int64"),
-            "message_type": datasets.Value("string"),
-            "mcap_message": datasets.Value("binary"),
-        }
-    )
-    return datasets.Dataset.from_dict(rows, features=features)
+    from owa.data.schema import event_features
+
+    return datasets.Dataset.from_dict(rows, features=event_features())
