@@ -128,6 +128,20 @@ def test_stage_1_on_ray_is_identical_to_local(
     assert sum(len(split) for split in saved.values()) == sum(on_ray.events_kept.values()) > 0
 
 
+def test_incremental_stage_1_on_ray_is_identical_to_local(local_ray: None, recordings: Path, tmp_path: Path) -> None:
+    """Incremental runs (one shard per recording, reused on the next run) give the same folder on either engine."""
+    for engine in ("local", "ray"):
+        config = EventDatasetConfig(
+            train_dir=recordings,
+            output_dir=tmp_path / engine,
+            incremental=True,
+            engine=engine,  # type: ignore[arg-type]
+        )
+        assert write_event_dataset(config).incremental["converted"] == 10
+        assert write_event_dataset(config).incremental == {"converted": 0, "reused": 10, "removed": 0}
+    assert assert_same_folders(tmp_path / "local", tmp_path / "ray") >= 10
+
+
 def test_stage_2_on_ray_is_identical_to_local(local_ray: None, recordings: Path, tmp_path: Path) -> None:
     write_event_dataset(EventDatasetConfig(train_dir=recordings, output_dir=tmp_path / "events", num_workers=2))
     config = BinningConfig(fps=10, numeric_actions=True)
