@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_events            # 1,200 small episodes; a couple of minutes
     .venv/bin/python -m benchmarks.bench_events --video    # 400 episodes with their videos (the media check)
     .venv/bin/python -m benchmarks.bench_events --quick    # tiny smoke run
+    .venv/bin/python -m benchmarks.bench_events --engine ray --episodes 200   # Ray engine against local
 
 * **Corpus**: ``--episodes`` synthetic 5 s episodes (``owa.data.recordings.synthetic``), cached under
   ``bench-output/`` so reruns skip generation. Without ``--video`` no video is written, so stage 1's media
@@ -17,6 +18,14 @@
 
 The goal: ours ≥ 0.7 × the bare read's speed (time_bare / time_ours ≥ 0.7) at 1,200 episodes, and peak
 RSS that stays flat when the corpus triples.
+
+``--engine ray`` compares the engines instead, on the same corpus in the same run (:func:`compare_engines`):
+the local engine (the script, in a fresh process) and the Ray engine (in this process, on a local Ray with
+``--workers`` CPUs, or the Ray this process is already connected to), each with 1 and ``--workers`` workers.
+Both are timed over the conversion itself (the report's ``seconds``: discovery to the last metadata file),
+so neither interpreter start nor Ray's start-up counts; Ray's start-up (``ray.init``) and its first run
+(worker processes starting and importing owa-data) are reported separately. Goal: Ray ≥ 0.8 × local at
+equal workers.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "01_raw_events_to_event_dataset.py"
 GOAL_RATIO = 0.7
+GOAL_RAY_VS_LOCAL = 0.8
 UPSTREAM_MSGS_PER_S = 29_000
 
 
@@ -118,6 +128,98 @@ def run_ours(corpus: Path, workers: int, *flags: str) -> tuple[float, float, dic
     return seconds, int(result.stdout.split()[-1]) / 1024, counts
 
 
+def compare_engines(corpus: Path, workers: int, repeat: int = 3) -> dict[str, float]:
+    """Events/s of the local engine and the Ray engine at 1 and ``workers`` workers, and Ray's start-up seconds;
+    then stage 2 (``build_binned_dataset``, default settings) on the Event Dataset, local and on Ray.
+
+    Each figure is the best of ``repeat`` runs, interleaved (local, Ray, local, Ray...), so a busy moment of a
+    shared machine hits both engines alike and not one configuration."""
+    import json
+
+    from owa.data.binning import build_binned_dataset
+    from owa.data.events import EventDatasetConfig, write_event_dataset
+    from owa.data.executors import RayExecutor
+
+    def local(n: int) -> tuple[float, int]:
+        out = Path(tempfile.mkdtemp(prefix="owa-bench-engines-")) / "events"
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "--train-dir", str(corpus), "--output-dir", str(out),
+             "--num-workers", str(n)],
+            capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SystemExit(f"stage 1 failed:\n{result.stderr}")
+        report = json.loads((out / "conversion_report.json").read_text())["report"]
+        shutil.rmtree(out.parent, ignore_errors=True)
+        return report["seconds"], sum(report["events_read"].values())
+
+    scratch = Path(tempfile.mkdtemp(prefix="owa-bench-engines-"))
+
+    def on_ray(n: int) -> tuple[float, int]:
+        out = scratch / "events"
+        shutil.rmtree(out, ignore_errors=True)
+        report = write_event_dataset(EventDatasetConfig(train_dir=corpus, output_dir=out, num_workers=n, engine="ray"))
+        return report.seconds, sum(report.events_read.values())
+
+    def stage_2(engine: str) -> float:
+        started = time.perf_counter()
+        build_binned_dataset(scratch / "events", output_dir=scratch / f"bins-{engine}", overwrite=True, engine=engine)  # type: ignore[arg-type]
+        return time.perf_counter() - started
+
+    startup = RayExecutor(workers=workers).connect()  # ray.init; 0.0 when this process is already connected
+    first, ray_events = on_ray(workers)  # cold: Ray's worker processes start and import owa-data
+    runs: dict[str, list[float]] = {"local_1": [], "local_n": [], "ray_1": [], "ray_n": []}
+    for _ in range(repeat):
+        local_s, events = local(1)
+        runs["local_1"].append(local_s)
+        runs["ray_1"].append(on_ray(1)[0])
+        runs["local_n"].append(local(workers)[0])
+        runs["ray_n"].append(on_ray(workers)[0])
+    local_1, local_n, ray_1, ray_n = (min(runs[k]) for k in ("local_1", "local_n", "ray_1", "ray_n"))
+    bin_local = min(stage_2("local") for _ in range(repeat))
+    bin_ray = min(stage_2("ray") for _ in range(repeat))
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "local_events": events,
+        "ray_events": ray_events,
+        "local_events_per_s_1": events / local_1,
+        "local_events_per_s": events / local_n,
+        "ray_startup_seconds": startup,
+        "ray_first_run_seconds": first,
+        "ray_events_per_s_1": events / ray_1,
+        f"ray_events_per_s_{workers}": events / ray_n,
+        "ray_vs_local": local_n / ray_n,
+        "ray_vs_local_1": local_1 / ray_1,
+        "ray_scaling": ray_1 / ray_n,
+        "local_scaling": local_1 / local_n,
+        "stage_2_local_seconds": bin_local,
+        "stage_2_ray_seconds": bin_ray,
+        "stage_1_local_seconds": local_n,
+        "stage_1_ray_seconds": ray_n,
+    }
+
+
+def print_engines(figures: dict[str, float], workers: int, episodes: int, seconds: float) -> None:
+    events = figures["local_events"]
+    recorded_h = episodes * seconds / 3600
+    print(f"corpus: {episodes} episodes of {seconds:g}s ({recorded_h:.2f} h recorded), {events:,.0f} events read")
+    print(f"Ray start-up (ray.init): {figures['ray_startup_seconds']:.1f}s; first Ray run (workers starting): "
+          f"{figures['ray_first_run_seconds']:.1f}s")  # fmt: skip
+    for name, one, many in (
+        ("local", figures["local_events_per_s_1"], figures["local_events_per_s"]),
+        ("ray", figures["ray_events_per_s_1"], figures[f"ray_events_per_s_{workers}"]),
+    ):
+        print(f"{name:5s} engine: {one:>10,.0f} events/s at 1 worker, {many:>10,.0f} at {workers} "
+              f"(scaling {many / one:.2f}x)")  # fmt: skip
+    print(f"ratio ray/local at {workers} workers: {figures['ray_vs_local']:.2f}x (goal >= {GOAL_RAY_VS_LOCAL}x); "
+          f"at 1 worker: {figures['ray_vs_local_1']:.2f}x")  # fmt: skip
+    # Hours of recordings per hour of this machine ("node-hour") at --workers workers.
+    for stage, key in (("stage 1", "stage_1"), ("stage 2", "stage_2")):
+        local_s, ray_s = figures[f"{key}_local_seconds"], figures[f"{key}_ray_seconds"]
+        print(f"{stage}: local {local_s:6.2f}s = {recorded_h * 3600 / local_s:8,.0f} h of recordings per node-hour; "
+              f"ray {ray_s:6.2f}s = {recorded_h * 3600 / ray_s:8,.0f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from owa.data.events import DEFAULT_KEEP_TOPICS
 
@@ -128,6 +230,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--video", action="store_true", help="episodes with videos (default 400 of them)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench-output")
+    parser.add_argument("--repeat", type=int, default=3, help="--engine ray: best of this many runs each")
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="ray: compare the Ray engine with the local one"
+    )
     args = parser.parse_args(argv)
     if args.episodes is None:
         args.episodes = 400 if args.video else 1200
@@ -137,6 +243,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     corpus = make_corpus(args.work_dir, args.episodes, args.seconds, video=args.video)
+    if args.engine == "ray":
+        figures = compare_engines(corpus, args.workers, repeat=1 if args.quick else args.repeat)
+        print_engines(figures, args.workers, args.episodes, args.seconds)
+        if args.quick:
+            shutil.rmtree(args.work_dir, ignore_errors=True)
+        return figures
     third = max(1, args.episodes // 3)
     small = make_corpus(args.work_dir, third, args.seconds, video=args.video)
     bare_s, messages = bare_read(corpus)

@@ -23,7 +23,9 @@ The rules, in one place (``docs/binning.md`` has worked examples):
   :mod:`owa.data.binning_numeric`, an input ``interval`` column adds ``interval``.
 
 The work per split is one vectorized pass (numpy/pyarrow) over the event columns, then a streamed write of
-output chunks of whole episodes: time and memory grow linearly with the events.
+output chunks of whole episodes: time and memory grow linearly with the events. With ``engine="ray"`` each
+chunk is one Ray task (:mod:`owa.data.executors`; the split's events go to Ray's object store once) and the
+chunks are written in the same order, so the output is the same, byte for byte.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from owa.data.binning_numeric import numeric_action_columns
-from owa.data.errors import DatasetError, InvalidInputError
+from owa.data.errors import DatasetError, ExecutionError, InvalidInputError
+from owa.data.executors import Engine, Executor, LocalExecutor, RayExecutor, TaskFailure, check_engine
 from owa.data.schema import (
     EVENT_FEATURES_DICT,
     INTERVAL_FEATURES_DICT,
@@ -455,10 +458,33 @@ def _chunk_table(
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class _SplitInput:
+    """What every chunk task of a split reads (sent to the workers once)."""
+
+    table: pa.Table
+    index: _SplitIndex
+    config: BinningConfig
+    schema: pa.Schema
+
+
+def _bin_rows(split: _SplitInput, bounds: tuple[int, int]) -> tuple[pa.Table, int]:
+    """One chunk task: the output rows of the events at sorted positions ``[lo, hi)`` (whole episodes)."""
+    return _chunk_table(split.table, split.index, *bounds, split.config, split.schema)
+
+
 def _iter_split_tables(
-    table: pa.Table, config: BinningConfig, schema: pa.Schema, split: str | None, chunk_events: int
+    table: pa.Table,
+    config: BinningConfig,
+    schema: pa.Schema,
+    split: str | None,
+    chunk_events: int,
+    executor: Executor | None = None,
 ) -> Iterator[pa.Table]:
-    """Yield one split's output in tables of whole episodes (about ``chunk_events`` input events each)."""
+    """Yield one split's output in tables of whole episodes (about ``chunk_events`` input events each).
+
+    The chunks are computed by ``executor`` (default: in this process) and yielded in order.
+    """
     started = time.perf_counter()
     _check_no_nulls(table, split)
     index = _index_split(table, config)
@@ -466,9 +492,15 @@ def _iter_split_tables(
     # Cut the episode list where the running event count crosses a multiple of chunk_events.
     chunk_first_episode = np.unique(starts[:-1] // chunk_events, return_index=True)[1]
     bounds = np.append(starts[chunk_first_episode], starts[-1])
+    chunks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
     emitted = all_bins = 0
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        chunk, chunk_bins = _chunk_table(table, index, lo, hi, config, schema)
+    results = (executor or LocalExecutor()).map(_bin_rows, chunks, shared=_SplitInput(table, index, config, schema))
+    for (lo, _), result in zip(chunks, results, strict=True):
+        if isinstance(result, TaskFailure):
+            raise ExecutionError(
+                f"Binning task failed: {result.reason}", path=index.paths[int(index.episode[lo])].as_py(), split=split
+            )
+        chunk, chunk_bins = result
         emitted += chunk.num_rows
         all_bins += chunk_bins
         yield chunk
@@ -541,6 +573,8 @@ def build_binned_dataset(
     output_dir: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     chunk_events: int = _CHUNK_EVENTS,
+    engine: Engine = "local",
+    ray_address: str | None = None,
 ) -> datasets.Dataset | datasets.DatasetDict:
     """Bin an Event Dataset into fixed-rate bins of ``state`` and ``actions`` (the module docstring has the rules).
 
@@ -560,6 +594,9 @@ def build_binned_dataset(
             Otherwise the result is built in memory.
         overwrite: replace an existing ``output_dir``.
         chunk_events: input events per output chunk (whole episodes); bounds the memory of a streamed write.
+        engine: ``"local"`` bins in this process; ``"ray"`` runs one Ray task per chunk (:mod:`owa.data.executors`)
+            on the cluster at ``ray_address`` (``"auto"``: the one on this machine; None: start a local Ray).
+            The output is the same either way.
 
     Returns:
         The same kind of object as the input (``DatasetDict`` for a dict or a folder holding one), with
@@ -568,7 +605,8 @@ def build_binned_dataset(
 
     Raises:
         TypeError: ``config`` is not a :class:`BinningConfig`.
-        ValueError: invalid ``chunk_events``.
+        ValueError: invalid ``chunk_events``, ``engine`` or ``ray_address``.
+        ExecutionError: with ``engine="ray"``, the cluster cannot be reached or a chunk lost its worker on every try.
         InvalidInputError (a DatasetError): the input is missing or not an Event Dataset, or ``output_dir``
             would hold the input's own files.
         DatasetError: the input holds nulls, or an episode spans more bins than int32 holds.
@@ -586,6 +624,7 @@ def build_binned_dataset(
         )
     if not isinstance(chunk_events, int) or chunk_events < 1:
         raise ValueError(f"Invalid chunk_events ({chunk_events!r}). Use a positive event count.")
+    check_engine(engine, ray_address)
 
     source = None
     if isinstance(event_dataset, str | os.PathLike):
@@ -607,6 +646,8 @@ def build_binned_dataset(
     schema = features.arrow_schema
     description = json.dumps({"owa_data": {"stage": "binned", "binning": config.to_json()}})
 
+    executor = RayExecutor(ray_address) if engine == "ray" else None  # local: this process, as ever
+
     def info() -> datasets.DatasetInfo:
         return datasets.DatasetInfo(description=description, features=features)
 
@@ -622,7 +663,7 @@ def build_binned_dataset(
                 pa.concat_tables(
                     [
                         schema.empty_table(),
-                        *_iter_split_tables(_split_table(dataset), config, schema, split, chunk_events),
+                        *_iter_split_tables(_split_table(dataset), config, schema, split, chunk_events, executor),
                     ]
                 ),
                 info=info(),
@@ -650,7 +691,7 @@ def build_binned_dataset(
         for number, (split, dataset) in enumerate(splits.items()):
             path = scratch / f"split-{number}.arrow"
             with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-                for chunk in _iter_split_tables(_split_table(dataset), config, schema, split, chunk_events):
+                for chunk in _iter_split_tables(_split_table(dataset), config, schema, split, chunk_events, executor):
                     writer.write_table(chunk)
             staged[split] = datasets.Dataset.from_file(str(path), info=info(), split=named(split))
         save_dataset(wrap(staged), tmp)

@@ -16,6 +16,7 @@ __all__ = [
     "CorruptRecordingError",
     "DatasetError",
     "EncodingError",
+    "ExecutionError",
     "FrameDecodeError",
     "FrameOutOfRangeError",
     "ImageLayoutError",
@@ -226,6 +227,11 @@ class OutputWriteError(OWADataError):
         new = cls(f"Cannot {action} output: {reason}", path=path, **context)
         new.errno = error.errno
         return new
+
+
+class ExecutionError(OWADataError):
+    """The engine could not run a stage's tasks: the Ray cluster cannot be reached, or a task lost its worker on
+    every try (:mod:`owa.data.executors`)."""
 
 
 class TokenizerMismatchError(DatasetError):

@@ -42,6 +42,11 @@ The rules, in one place:
   both are listed (reason, events kept) in the returned report (:mod:`owa.data.conversion_report`) and in
   ``conversion_report.json`` saved in the dataset folder. ``strict=True`` makes any problem fatal. The
   dataset folder is written atomically.
+* **Engine** (:mod:`owa.data.executors`). ``engine="local"`` converts shards in a process pool, each worker
+  writing its shard file. ``engine="ray"`` runs one Ray task per recording (Ray Data; recordings under 2 MB
+  go several to a task) and this process writes the same shards from their results, so the output is
+  identical, byte for byte; a recording whose Ray worker died on every try is reported like a bad file
+  (fatal with ``strict``). See ``docs/scale.md``.
 """
 
 from __future__ import annotations
@@ -52,9 +57,7 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -71,6 +74,7 @@ from owa.data.conversion_report import REPORT_FILENAME, EventDatasetReport, File
 from owa.data.dataset_io import write_split_metadata
 from owa.data.discovery import Recording, RecordingSplits, discover_recordings, split_recordings
 from owa.data.errors import (
+    ExecutionError,
     InvalidInputError,
     MessageValidationError,
     OutputExistsError,
@@ -78,6 +82,7 @@ from owa.data.errors import (
     RecordingError,
     StorageAccessError,
 )
+from owa.data.executors import Engine, LocalExecutor, RayExecutor, TaskFailure, check_engine
 from owa.data.incremental import Manifest, PreviousDataset, Staging, plan_update
 from owa.data.intervals import All, IntervalSelector, Spans, Timeline, parse_interval
 from owa.data.media_check import check_media
@@ -140,6 +145,9 @@ class EventDatasetConfig:
     strings; local paths become :class:`Path`); ``storage_options`` are their fsspec filesystem's options
     (:mod:`owa.data.storage`; never saved: the report lists their keys only). ``incremental`` reuses what an
     earlier run converted (:mod:`owa.data.incremental`); it implies hash-based splits and one shard per recording.
+    ``engine`` picks where the work runs (:mod:`owa.data.executors`): ``"ray"`` joins the Ray cluster at
+    ``ray_address`` (``"auto"``: the one started on this machine; None: start a local Ray), where
+    ``num_workers`` 0 means all the cluster's CPUs. The engine is saved with the config; the address is not.
     """
 
     train_dir: Path | str
@@ -157,6 +165,8 @@ class EventDatasetConfig:
     interval: IntervalSelector = dataclasses.field(default_factory=All)
     storage_options: Mapping[str, Any] | None = None
     incremental: bool = False
+    engine: Engine = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("train_dir", "output_dir", "test_dir", "relative_to"):
@@ -182,6 +192,7 @@ class EventDatasetConfig:
             raise ValueError(f"Invalid test_percent ({self.test_percent}). Use a fraction in [0, 1), e.g. 0.2.")
         if self.num_workers < 0:
             raise ValueError(f"Invalid num_workers ({self.num_workers}). Use 0 (one per core) or a positive count.")
+        check_engine(self.engine, self.ray_address)
 
     def resolved_workers(self) -> int:
         return self.num_workers or os.cpu_count() or 1
@@ -199,6 +210,8 @@ class EventDatasetConfig:
         """The settings as JSON for the report; of ``storage_options`` only the keys (values may be credentials)."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
+            if field.name == "ray_address":  # where this machine found the cluster says nothing about the dataset
+                continue
             v = getattr(self, field.name)
             if isinstance(v, IntervalSelector):
                 v = v.to_json()
@@ -505,21 +518,80 @@ def _hf_schema(interval: bool = False) -> pa.Schema:
 
 
 def _run_shards(tasks: Sequence[_ShardTask], workers: int) -> Iterator[list[FileResult]]:
-    """Shard results in plan order; a process pool when more than one worker and shard."""
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_write_shard, tasks)
+    """Shard results in plan order, run by the config's engine (the plan is the same for both engines)."""
+    if tasks and tasks[0].config.engine == "ray":
+        yield from _run_shards_on_ray(tasks)
         return
-    # fork: starts in milliseconds and works from notebooks and `python -c`; the parent has done no
-    # threaded work yet when the pool starts. Elsewhere spawn (then the caller needs a __main__ guard).
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(min(workers, len(tasks)), initializer=_worker_signals) as pool:
-        yield from pool.imap(_write_shard, tasks)
+    yield from LocalExecutor(workers).map(_write_shard, tasks)
 
 
-def _worker_signals() -> None:
-    # Interrupts are the parent's to handle: it terminates the pool and removes the partial output.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+# A Ray task costs tens of milliseconds of scheduling whatever it does, so recordings smaller than this go
+# several to a task (consecutive ones, about this much input each); larger ones, the usual, get one each.
+_RAY_TASK_INPUT_BYTES = 2 * 1024 * 1024
+
+_FileTask = tuple[str, str, str, EventDatasetConfig]
+
+
+def _run_shards_on_ray(tasks: Sequence[_ShardTask]) -> Iterator[list[FileResult]]:
+    """Recordings as Ray tasks; this process writes each shard from their tables, in plan order.
+
+    Rows travel back through Ray's object store instead of being written by the workers, so only the
+    recordings need to be on storage every node reads; the output folder is this machine's.
+    """
+    config = tasks[0].config
+    executor = RayExecutor(config.ray_address, workers=config.num_workers)
+    files = [(path, stored, task.split, config) for task in tasks for path, stored in task.files]
+    results = _results_on_ray(executor, _ray_task_groups(files))
+    schema = _hf_schema(config.selects_intervals)
+    for task in tasks:
+        shard = []
+        with pa.ipc.new_stream(task.shard_path, schema) as writer:
+            for _ in task.files:
+                result = next(results)
+                if result.table is not None:
+                    writer.write_table(result.table.replace_schema_metadata(schema.metadata))
+                    result.table = None
+                shard.append(result)
+        yield shard
+
+
+def _ray_task_groups(files: Sequence[_FileTask]) -> list[list[_FileTask]]:
+    """Consecutive recordings, one group per Ray task: each recording alone unless small (see above)."""
+    groups: list[list[_FileTask]] = []
+    size = _RAY_TASK_INPUT_BYTES
+    for file in files:
+        if size >= _RAY_TASK_INPUT_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(file)
+        try:
+            size += os.path.getsize(file[0])
+        except OSError:  # not a local file (a URL): a task of its own
+            size = _RAY_TASK_INPUT_BYTES
+    return groups
+
+
+def _convert_files(files: Sequence[_FileTask]) -> list[FileResult]:
+    return [_convert_file(file) for file in files]
+
+
+def _results_on_ray(
+    executor: RayExecutor,
+    groups: Sequence[Sequence[_FileTask]],
+    convert: Callable[[Sequence[_FileTask]], list[FileResult]] = _convert_files,
+) -> Iterator[FileResult]:
+    """Each recording's result in order. A group whose every try lost its worker is run again one recording per
+    task, so only the recording that kills its worker is reported (skipped, or ExecutionError when strict)."""
+    for group, result in zip(groups, executor.map(convert, groups), strict=True):
+        if not isinstance(result, TaskFailure):
+            yield from result
+        elif len(group) > 1:
+            yield from _results_on_ray(executor, [[file] for file in group], convert)
+        else:
+            path, _, split, config = group[0]
+            if config.strict:
+                raise ExecutionError(f"Conversion task failed: {result.reason}", path=path)
+            yield FileResult(path, split, problem=f"task failed: {result.reason}", skipped=True)
 
 
 def build_event_dataset(

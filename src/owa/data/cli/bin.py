@@ -13,6 +13,7 @@ import typer
 
 from owa.data.binning import BinningConfig
 from owa.data.cli.app import app
+from owa.data.cli.engine_options import EngineOption, RayAddressOption
 
 _DEFAULTS = BinningConfig()
 
@@ -44,6 +45,8 @@ def bin_command(
         ),
     ] = _DEFAULTS.numeric_actions,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output-dir if it exists.")] = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Group an Event Dataset into fixed-rate bins: the latest screen as state, keyboard/mouse as actions."""
     from owa.data.binning import build_binned_dataset
@@ -54,7 +57,14 @@ def bin_command(
         action_topics=tuple(action_topic) if action_topic else _DEFAULTS.action_topics,
         numeric_actions=numeric_actions,
     )
-    result = build_binned_dataset(input_dir, config, output_dir=output_dir, overwrite=overwrite)
+    result = build_binned_dataset(
+        input_dir,
+        config,
+        output_dir=output_dir,
+        overwrite=overwrite,
+        engine=engine,  # type: ignore[arg-type]  # checked there
+        ray_address=ray_address,
+    )
     parts = result.items() if hasattr(result, "items") else [("dataset", result)]
     summary = ", ".join(f"{name}: {len(part):,} bins" for name, part in parts)
     typer.echo(f"Saved binned dataset to {output_dir} ({summary})")

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from owa.data.cli.app import app
+from owa.data.cli.engine_options import EngineOption, RayAddressOption
 from owa.data.events import DEFAULT_KEEP_TOPICS, EventDatasetConfig, FileResult, parse_rates
 from owa.data.intervals import Inactivity, parse_interval
 
@@ -94,8 +95,15 @@ def events_command(
     ] = _DEFAULTS.test_percent,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the train/test episode split.")] = _DEFAULTS.seed,
     num_workers: Annotated[
-        int, typer.Option("--num-workers", "--num_workers", help="Worker processes (0: one per core).")
+        int,
+        typer.Option(
+            "--num-workers",
+            "--num_workers",
+            help="Worker processes (0: one per core); with --engine ray, Ray tasks at once (0: the cluster's CPUs).",
+        ),
     ] = _DEFAULTS.num_workers,
+    engine: EngineOption = _DEFAULTS.engine,
+    ray_address: RayAddressOption = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -162,6 +170,8 @@ def events_command(
         interval=parse_interval(interval, screen_gap_s=screen_gap_s, input_gap_s=input_gap_s, hotkey=hotkey),
         storage_options=parse_storage_options(storage_options, storage_option or []),
         incremental=incremental,
+        engine=engine,  # type: ignore[arg-type]  # checked by the config
+        ray_address=ray_address,
     )
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0
