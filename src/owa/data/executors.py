@@ -3,7 +3,8 @@
 An :class:`Executor` maps a picklable function over a list of tasks and yields the results **in task order**,
 whichever task finished first, so a stage's output does not depend on where or how its tasks ran:
 
-* :class:`LocalExecutor` runs them in this process (one worker) or a ``fork`` process pool.
+* :class:`LocalExecutor` runs them in this process (one worker) or a process pool (``fork`` while no other thread
+  runs, else ``forkserver``).
 * :class:`RayExecutor` runs one Ray task per task through Ray Data (a dataset of tasks, ``map_batches`` of one
   row per block, ``preserve_order``). It joins the cluster at ``address`` (``"auto"``: the one ``ray start``
   runs on this machine) or starts a local Ray instance, on first use; an already connected Ray is used as is.
@@ -28,6 +29,7 @@ import os
 import pickle
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -97,7 +99,14 @@ class Executor(Protocol):
     def map(self, fn: Callable[..., R], tasks: Sequence[Any], *, shared: Any = None) -> Iterator[R | TaskFailure]: ...
 
 
-_NO_SHARED = object()
+class _NoShared:
+    """No ``shared`` argument; pickles as the one instance below (pools that spawn workers pickle it)."""
+
+    def __reduce__(self) -> str:
+        return "_NO_SHARED"
+
+
+_NO_SHARED = _NoShared()
 
 
 def _call(fn: Callable[..., R], shared: Any, task: Any) -> R:
@@ -125,12 +134,22 @@ class LocalExecutor:
             for task in tasks:
                 yield _call(fn, shared, task)
             return
-        # fork: starts in milliseconds and works from notebooks and `python -c`; the parent has done no
-        # threaded work yet when the pool starts, and `shared` is inherited, not pickled. Elsewhere spawn
-        # (then the caller needs a __main__ guard).
-        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+        context = multiprocessing.get_context(_start_method())
         with context.Pool(min(self.workers, len(tasks)), initializer=_init_pool_worker, initargs=(fn, shared)) as pool:
             yield from pool.imap(_pool_call, tasks)
+
+
+def _start_method() -> str:
+    """fork while this process runs no other thread: it starts in milliseconds, works from notebooks and
+    ``python -c``, and ``shared`` is inherited, not pickled. Forking a process with other threads (a server or
+    decoder thread, say) can copy a lock that one of them holds and hang the child, so then forkserver; spawn off
+    POSIX. Both pickle ``shared`` and need the caller's ``__main__`` guard."""
+    if os.name != "posix":
+        return "spawn"
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    method = "forkserver" if others else "fork"
+    logger.debug("Local pool start method: %s (other threads: %s)", method, others)
+    return method
 
 
 def _init_pool_worker(fn: Callable[..., Any], shared: Any) -> None:

@@ -173,6 +173,8 @@ def events_command(
         engine=engine,  # type: ignore[arg-type]  # checked by the config
         ray_address=ray_address,
     )
+    # No tqdm monitor thread: stage 1 forks its worker pool only while no other thread runs (owa.data.executors).
+    tqdm.monitor_interval = 0
     bar = tqdm(unit="file", desc="recordings", dynamic_ncols=True)
     events = 0
 
